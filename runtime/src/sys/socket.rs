@@ -1,0 +1,34 @@
+//! Unix sockets, pipes and file locks: peer credentials, close-on-exec pipes, `flock`.
+
+use std::fs::File;
+use std::os::fd::OwnedFd;
+use std::os::unix::net::UnixStream;
+
+use nix::errno::Errno;
+use nix::fcntl::{Flock, FlockArg, OFlag};
+use nix::sys::socket::sockopt::PeerCredentials;
+
+/// The uid of the process at the other end of a unix stream.
+pub fn peer_uid(stream: &UnixStream) -> Result<u32, Errno> {
+    let creds = nix::sys::socket::getsockopt(stream, PeerCredentials)?;
+    Ok(creds.uid())
+}
+
+/// A pipe whose ends are closed on `exec` (read end, write end).
+pub fn pipe_cloexec() -> Result<(OwnedFd, OwnedFd), Errno> {
+    nix::unistd::pipe2(OFlag::O_CLOEXEC)
+}
+
+/// An exclusive `flock` held on a file for as long as the value lives.
+pub type FileLock = Flock<File>;
+
+/// Takes an exclusive lock on `file` without waiting; `Err` with the file back when
+/// another process holds it.
+pub fn try_lock_exclusive(file: File) -> Result<FileLock, (File, Errno)> {
+    Flock::lock(file, FlockArg::LockExclusiveNonblock)
+}
+
+/// Takes an exclusive lock on `file`, waiting for it.
+pub fn lock_exclusive(file: File) -> Result<FileLock, (File, Errno)> {
+    Flock::lock(file, FlockArg::LockExclusive)
+}
