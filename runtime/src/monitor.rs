@@ -157,11 +157,11 @@ struct PendingStop {
 
 /// Serves clients, relays the console and waits for init to end; returns init's exit
 /// code. `self_uid` is the only uid allowed to connect.
-pub fn serve(sup: Supervised, self_uid: u32) -> i32 {
+pub fn serve(mut sup: Supervised, self_uid: u32) -> i32 {
     let _ = sup.listener.set_nonblocking(true);
     let mut pending: Option<PendingStop> = None;
     let mut console_file = sup.console.as_ref().and_then(|fd| fd.try_clone().ok()).map(std::fs::File::from);
-    let mut sink = sup.sink;
+    let mut sink = std::mem::replace(&mut sup.sink, ConsoleSink::Terminal);
     let mut stdin_open = matches!(sink, ConsoleSink::Terminal);
     let stdin = std::io::stdin();
     let mut buf = [0u8; 8192];

@@ -90,7 +90,14 @@ fn two_starts_at_once_one_wins() {
     let lxc = e.lxcpath("race");
     ok(&e.ulxc_in(&lxc.path, &["create", "-n", "r", "-t", "busybox"]));
     let p = lxc.path.to_str().unwrap().to_string();
-    let spawn = || e.command(&e.bin).args(["start", "-P", &p, "-n", "r", "-d"]).spawn().unwrap();
+    let spawn = || {
+        e.command(&e.bin)
+            .args(["start", "-P", &p, "-n", "r", "-d"])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
     let (a, b) = (spawn(), spawn());
     let (a, b) = (a.wait_with_output().unwrap(), b.wait_with_output().unwrap());
     let wins = [a.status.success(), b.status.success()].iter().filter(|x| **x).count();

@@ -35,7 +35,7 @@ impl Template {
     pub fn parse(name: &str, args: &[String]) -> Result<Self, ContainerError> {
         let usage = |m: String| ContainerError::Usage(m);
         let mut it = args.iter();
-        let mut take = |flag: &str, it: &mut std::slice::Iter<'_, String>| {
+        let take = |flag: &str, it: &mut std::slice::Iter<'_, String>| {
             it.next().cloned().ok_or_else(|| usage(format!("template option {flag} needs a value")))
         };
         match name {
@@ -153,9 +153,6 @@ pub fn create(
     let origin = base_path.clone().unwrap_or_else(|| dir.config());
     let (mut text, upgrades) = config::upgrade_text(&base_text, &origin)?;
     notes.extend(upgrades.into_iter().map(|u| format!("config: {u}")));
-    if let Some(p) = &base_path {
-        text = format!("# from {}\n{text}", caller.tilde(p));
-    }
     let probe = config::ContainerConfig::from_raw(&config::parse_raw_str(&text, &origin)?)?;
     if probe.idmaps.is_empty() {
         let uid = idmap::subuid_ranges(&caller.name, caller.uid)?;
@@ -191,6 +188,9 @@ pub fn create(
         }
     };
 
+    if let Some(p) = &base_path {
+        text = format!("# from {}\n{text}", caller.tilde(p));
+    }
     std::fs::create_dir(&dir.dir).map_err(io_err(format!("cannot create {}", dir.dir.display())))?;
     match build(&dir, template, template_text, text, &map, caller) {
         Ok(more) => {

@@ -119,8 +119,12 @@ pub struct SetupPlan {
     pub env: Vec<(String, String)>,
     /// Init's working directory inside the container.
     pub cwd: PathBuf,
-    /// The pty slave that becomes `/dev/console` and init's terminal (system mode).
+    /// The pty slave that becomes init's terminal (system mode).
     pub console: Option<OwnedFd>,
+    /// The path of that pty slave on the host (`/dev/pts/N`), bind-mounted onto
+    /// `/dev/console`: a bind mount's source must be reached in the child's own mount
+    /// namespace, so the inherited descriptor cannot serve.
+    pub console_path: Option<PathBuf>,
     /// System or application container.
     pub mode: InitMode,
 }
@@ -157,9 +161,13 @@ fn setup(plan: &SetupPlan) -> Result<(), String> {
         &format!("cannot enter the rootfs {}", plan.rootfs.display()),
         nix::unistd::chdir(&plan.rootfs),
     )?;
+    let console = match &plan.console_path {
+        Some(p) => Some(step(&format!("cannot open the console {}", p.display()), sys::mount::open_path(p))?),
+        None => None,
+    };
     step("cannot become root in the user namespace", sys::ns::become_root())?;
     mount_auto(&plan.mount_auto)?;
-    populate_dev(plan)?;
+    populate_dev(console.as_ref())?;
     for entry in &plan.mount_entries {
         if let Err(e) = mount_entry(entry) {
             if entry.optional {
@@ -270,7 +278,7 @@ fn mount_auto(auto: &MountAuto) -> Result<(), String> {
 
 const DEVICES: [&str; 6] = ["null", "zero", "full", "random", "urandom", "tty"];
 
-fn populate_dev(plan: &SetupPlan) -> Result<(), String> {
+fn populate_dev(console: Option<&std::fs::File>) -> Result<(), String> {
     let dev = Path::new("dev");
     ensure_dir(dev)?;
     step(
@@ -306,7 +314,7 @@ fn populate_dev(plan: &SetupPlan) -> Result<(), String> {
         "cannot mount /dev/shm",
         sys::mount::mount(Some("shm"), &dev.join("shm"), Some("tmpfs"), SAFE, Some("mode=1777")),
     )?;
-    if let Some(console) = &plan.console {
+    if let Some(console) = console {
         let target = dev.join("console");
         ensure_file(&target)?;
         let source = PathBuf::from(format!("/proc/self/fd/{}", console.as_raw_fd()));

@@ -3,12 +3,12 @@
 //! new namespaces, maps its ids, puts it into a cgroup and supervises it.
 
 use std::io::{Read, Write};
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::path::PathBuf;
 
 use nix::unistd::Pid;
 
-use super::create::{container_idmap, helper_map, in_helper_ns};
+use super::create::{container_idmap, helper_map};
 use super::paths::{Caller, ContainerDir};
 use super::setup::{self, InitMode, SetupPlan};
 use super::state::{self, RunInfo, State};
@@ -222,6 +222,7 @@ fn prepare(dir: &ContainerDir, cfg: &ContainerConfig, opts: &StartOptions) -> Re
         env,
         cwd: cfg.init_cwd.clone().unwrap_or_else(|| PathBuf::from("/")),
         console: None,
+        console_path: None,
         mode: if application { InitMode::Application } else { InitMode::System },
     };
     let limits = cfg
@@ -287,7 +288,11 @@ fn run_monitor(
         Ok(x) => x,
         Err(e) => {
             if let Some(r) = report.as_mut() {
-                let _ = r.write_all(e.to_string().as_bytes());
+                let why = match &e {
+                    ContainerError::Start { why, .. } => why.clone(),
+                    other => other.to_string(),
+                };
+                let _ = r.write_all(why.as_bytes());
             }
             return Err(e);
         }
@@ -341,6 +346,33 @@ fn launch(
     let (go_r, go_w) = sys::socket::pipe_cloexec().map_err(|e| start_err(e.to_string()))?;
     let (err_r, err_w) = sys::socket::pipe_cloexec().map_err(|e| start_err(e.to_string()))?;
     prepared.plan.console = console.as_ref().and_then(|p| p.slave.try_clone().ok());
+    if let Some(cg) = &cgroup {
+        match cg.apply_limits(&prepared.limits) {
+            Ok(warnings) => warnings.iter().for_each(|w| tracing::warn!("{w}")),
+            Err(e) => {
+                let _ = cg.remove();
+                return Err(e.into());
+            }
+        }
+    } else if !cfg.cgroup2.is_empty() {
+        tracing::warn!("lxc.cgroup2.* limits are ignored: the container has no cgroup");
+    }
+    let console_path = match &console {
+        Some(pty) => Some(
+            std::fs::read_link(format!("/proc/self/fd/{}", pty.slave.as_raw_fd()))
+                .map_err(io_err("cannot find the console pty's path"))?,
+        ),
+        None => None,
+    };
+    let cgroup_paths = cgroup.as_ref().map(|c| c.paths_to_chown()).unwrap_or_default();
+    if let Err(e) = hand_over(map, caller, console_path.clone(), cgroup_paths) {
+        if let Some(cg) = &cgroup {
+            let _ = cg.remove();
+        }
+        let _ = std::fs::remove_file(dir.monitor_socket());
+        return Err(e);
+    }
+    prepared.plan.console_path = console_path;
 
     let cloned = sys::process::clone_process(prepared.flags, None).map_err(|e| {
         start_err(format!("cannot create the container's namespaces: {e}; see `ulxc checkconfig`"))
@@ -381,23 +413,6 @@ fn launch(
         if let Err(e) = cg.add_pid(host_pid) {
             return Err(abort(format!("cannot move init into {}: {e}", cg.path().display())));
         }
-        match cg.apply_limits(&prepared.limits) {
-            Ok(warnings) => warnings.iter().for_each(|w| tracing::warn!("{w}")),
-            Err(e) => return Err(abort(e.to_string())),
-        }
-        let paths = cg.paths_to_chown();
-        let helper = helper_map(map, caller);
-        let chown = in_helper_ns(&helper, move || {
-            for p in &paths {
-                std::os::unix::fs::chown(p, Some(0), Some(0)).map_err(|e| format!("cannot chown {}: {e}", p.display()))?;
-            }
-            Ok(0)
-        });
-        if let Err(e) = chown {
-            tracing::warn!(%e, "cannot hand the cgroup to the container's root; systemd inside may fail");
-        }
-    } else if !cfg.cgroup2.is_empty() {
-        tracing::warn!("lxc.cgroup2.* limits are ignored: the container has no cgroup");
     }
     let _ = std::fs::File::from(go_w).write_all(b"1");
     let mut failure = String::new();
@@ -439,6 +454,45 @@ fn launch(
         kill_all,
     };
     Ok((sup, cgroup))
+}
+
+/// Hands the console pty and the container's cgroup to the container's root, in one
+/// helper user namespace: the console as `root:tty` (as on a real system); the cgroup
+/// directory and its delegation files as root with the caller's group, `cgroup.procs`
+/// group-writable, so that the container's systemd manages its subtree and `attach`
+/// (running as the caller) can still move into it. A cgroup that cannot be handed over
+/// is a warning (systemd inside may fail); a console that cannot is an error.
+fn hand_over(map: &IdMap, caller: &Caller, console: Option<PathBuf>, cgroup_paths: Vec<PathBuf>) -> Result<(), ContainerError> {
+    const CGROUP_FAILED: i32 = 3;
+    if console.is_none() && cgroup_paths.is_empty() {
+        return Ok(());
+    }
+    let helper = helper_map(map, caller);
+    let (_, caller_ns_gid) = helper.caller_ns_ids(caller.uid, caller.gid).unwrap_or((0, 0));
+    let write = |pid: Pid| idmap::write_maps(u32::try_from(pid.as_raw()).unwrap_or(0), &helper).map_err(|e| e.to_string());
+    let code = crate::userns::run(write, crate::userns::Identity::Caller, move || {
+        use std::os::unix::fs::PermissionsExt;
+        if let Some(path) = &console {
+            std::os::unix::fs::chown(path, Some(0), Some(5))
+                .map_err(|e| format!("cannot hand the console {} to the container's root: {e}", path.display()))?;
+        }
+        for p in &cgroup_paths {
+            let chowned = std::os::unix::fs::chown(p, Some(0), Some(caller_ns_gid));
+            let writable = match p.file_name().and_then(|n| n.to_str()) {
+                Some("cgroup.procs" | "cgroup.threads") => std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o664)),
+                _ => Ok(()),
+            };
+            if let Err(e) = chowned.and(writable) {
+                eprintln!("cannot hand {} to the container's root: {e}", p.display());
+                return Ok(CGROUP_FAILED);
+            }
+        }
+        Ok(0)
+    })?;
+    if code == CGROUP_FAILED {
+        tracing::warn!("cannot hand the cgroup to the container's root; systemd inside may fail");
+    }
+    Ok(())
 }
 
 fn open_console_log(dir: &ContainerDir) -> Result<std::fs::File, ContainerError> {

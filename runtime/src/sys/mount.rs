@@ -60,6 +60,17 @@ pub fn pivot_to_cwd() -> Result<(), Errno> {
     nix::unistd::chdir("/")
 }
 
+/// Opens `path` with `O_PATH`: a handle for mounting from, needing no permission on
+/// the file itself (only search permission on its directories).
+pub fn open_path(path: &Path) -> Result<std::fs::File, Errno> {
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_PATH | libc::O_CLOEXEC)
+        .open(path)
+        .map_err(|e| Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO)))
+}
+
 /// Lazily unmounts `target`.
 pub fn detach(target: &Path) -> Result<(), Errno> {
     nix::mount::umount2(target, MntFlags::MNT_DETACH)

@@ -44,7 +44,11 @@ fn first_range(file: &str, user: &str, uid: u32) -> u32 {
     text.lines()
         .filter_map(|l| {
             let f: Vec<&str> = l.split(':').collect();
-            (f.len() == 3 && (f[0] == user || f[0] == uid.to_string())).then(|| f[1].parse().ok())?
+            if f.len() == 3 && (f[0] == user || f[0] == uid.to_string()) {
+                f[1].parse().ok()
+            } else {
+                None
+            }
         })
         .next()
         .unwrap_or_else(|| panic!("{user} has no range in {file}: run .ci/host-setup as root"))
@@ -54,7 +58,10 @@ fn passwd_entry(name: &str) -> Option<(u32, u32, PathBuf)> {
     let text = std::fs::read_to_string("/etc/passwd").ok()?;
     text.lines().find_map(|l| {
         let f: Vec<&str> = l.split(':').collect();
-        (f.len() >= 7 && f[0] == name).then(|| (f[2].parse().ok()?, f[3].parse().ok()?, PathBuf::from(f[5])))?
+        if f.len() < 7 || f[0] != name {
+            return None;
+        }
+        Some((f[2].parse().ok()?, f[3].parse().ok()?, PathBuf::from(f[5])))
     })
 }
 
@@ -140,7 +147,7 @@ impl Env {
 
     /// A fresh container directory for one test, under the test user's home; removed
     /// (through `ulxc destroy`) by the guard.
-    pub fn lxcpath(&self, test: &str) -> Lxcpath {
+    pub fn lxcpath(&'static self, test: &str) -> Lxcpath {
         let dir = self.home.join("ulxc-tests").join(format!("{test}-{}", std::process::id()));
         let out = self.command(Path::new("/bin/mkdir")).args(["-p"]).arg(&dir).output().unwrap();
         assert!(out.status.success(), "mkdir {}: {}", dir.display(), String::from_utf8_lossy(&out.stderr));
