@@ -262,6 +262,7 @@ async fn run(
     }
     let mut code = exit_codes::OK;
     let mut reports = Vec::new();
+    let mut kept = Vec::new();
     for sc in &loaded {
         let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
         let printer = tokio::spawn(runner::report::terminal_reporter(rx));
@@ -272,7 +273,7 @@ async fn run(
             events: Some(tx),
             ..RunOptions::from_env()
         };
-        let result = runner::run(sc, &opts).await;
+        let (result, kept_now) = runner::run_keeping(sc, &opts).await;
         drop(opts);
         // The reporter ends once the run's sender is gone.
         let _ = printer.await;
@@ -288,6 +289,11 @@ async fn run(
         eprintln!();
         eprint!("{}", report.render_summary());
         reports.push(report);
+        if !kept_now.is_empty() {
+            // Stop at the first failure whose VMs are kept: they are what to look at.
+            kept = kept_now;
+            break;
+        }
     }
     if let Some(path) = json {
         let doc = serde_json::json!({
@@ -303,7 +309,29 @@ async fn run(
             eprintln!("  {}", r.headline());
         }
     }
+    wait_for_kept(kept).await;
     Ok(code)
+}
+
+/// QEMU ends with this process: stay until every kept VM is stopped (or Ctrl-C, which the
+/// signal cleanup turns into killing them), then remove their work directories.
+async fn wait_for_kept(kept: Vec<vm::KeptVm>) {
+    if kept.is_empty() {
+        return;
+    }
+    eprintln!(
+        "\nulxc-harness stays up while the kept VMs run: stop them with the kill commands above, or press Ctrl-C"
+    );
+    for k in kept {
+        let dir = k.work_dir.clone();
+        match k.wait().await {
+            Ok(status) => eprintln!("kept VM ended ({status:?})"),
+            Err(e) => eprintln!("waiting for a kept VM failed: {e}"),
+        }
+        if let Err(e) = std::fs::remove_dir_all(&dir) {
+            tracing::warn!(?dir, ?e, "cannot remove a kept VM's work directory");
+        }
+    }
 }
 
 async fn ssh(

@@ -32,9 +32,17 @@ pub fn build(recipe: &Recipe, opts: &BuildOptions) -> Result<BuiltImage, ImageEr
         tracing::debug!(?dir, "image cached");
         return BuiltImage::from_dir(&dir);
     }
-    let _lock = CacheLock::acquire(&dir)?;
+    let mut progress = Progress::new(&recipe.cache_name(), opts.progress);
+    let _lock = match CacheLock::try_acquire(&dir)? {
+        Some(lock) => lock,
+        None => {
+            progress.phase("waiting", "another process is building this image");
+            CacheLock::acquire(&dir)?
+        }
+    };
     if cache::is_complete(&dir) {
         tracing::info!(?dir, "image was built by another process meanwhile");
+        progress.finish("built by another process");
         return BuiltImage::from_dir(&dir);
     }
     if !is_root() {
@@ -48,11 +56,14 @@ pub fn build(recipe: &Recipe, opts: &BuildOptions) -> Result<BuiltImage, ImageEr
     cache::remove_tree(&tmp)?;
     mkdir(&tmp)?;
     let mut log = BuildLog::create(&cache::log_path(&dir))?;
-    let mut progress = Progress::new(&recipe.cache_name(), opts.progress);
+    let tools_tmp = tmp.join("tmp");
+    mkdir(&tools_tmp)?;
+    log.set_tmpdir(&tools_tmp);
     let started = Instant::now();
     let result = build_into(recipe, &tmp, &log, &mut progress, started);
     match result {
         Ok(manifest) => {
+            cache::remove_tree(&tools_tmp)?;
             log.rename(&tmp.join("build.log"))?;
             std::fs::write(
                 tmp.join(COMPLETE_MARKER),
@@ -92,6 +103,7 @@ fn build_into(
     started: Instant,
 ) -> Result<Manifest, ImageError> {
     progress.phase("mirror", "reading the host's apt sources");
+    preflight(recipe)?;
     let mirror = detect_mirror(Path::new("/"), &recipe.suite)?;
     log.note(&format!("recipe {} hash {}", recipe.name, recipe.hash()));
     log.note(&format!("mirror {mirror}"));
@@ -204,6 +216,41 @@ fn build_into(
     Ok(manifest)
 }
 
+/// Fails early, naming the Debian package, when a tool the build needs is missing.
+fn preflight(recipe: &Recipe) -> Result<(), ImageError> {
+    let mut needed = vec![
+        ("mmdebstrap", "mmdebstrap"),
+        ("mkfs.ext4", "e2fsprogs"),
+        ("qemu-img", "qemu-utils"),
+        ("chroot", "coreutils"),
+    ];
+    if !recipe.container_rootfs.is_empty() {
+        needed.push(("zstd", "zstd"));
+    }
+    for (tool, package) in needed {
+        if find_in_path(tool).is_none() {
+            return Err(ImageError::ToolMissing {
+                tool: tool.into(),
+                package: package.into(),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// The first executable `name` in `$PATH` (plus the sbin directories root has).
+fn find_in_path(name: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .chain(["/usr/sbin", "/sbin"].map(PathBuf::from))
+        .map(|d| d.join(name))
+        .find(|p| {
+            p.metadata()
+                .map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+                .unwrap_or(false)
+        })
+}
+
 /// The mmdebstrap command line for the guest root filesystem.
 pub fn mmdebstrap_args(
     recipe: &Recipe,
@@ -298,9 +345,12 @@ fn configure(
         "# written by ulxc-harness\nPermitRootLogin prohibit-password\nPasswordAuthentication no\nKbdInteractiveAuthentication no\nUseDNS no\n",
     )?;
     chroot(&["systemctl", "enable", "systemd-networkd.service"])?;
-    if recipe.ssh_socket_activation {
-        chroot(&["systemctl", "disable", "ssh.service"])?;
-        chroot(&["systemctl", "enable", "ssh.socket"])?;
+    if recipe.sshd_early {
+        let packaged = read(&guest(rootfs, "/lib/systemd/system/ssh.service"))?;
+        write(
+            &guest(rootfs, "/etc/systemd/system/ssh.service"),
+            &early_sshd_unit(&packaged),
+        )?;
     }
     if !recipe.blacklist_modules.is_empty() {
         let text: String = recipe
@@ -375,6 +425,32 @@ fn configure(
     }
     mkdir(&guest(rootfs, GUEST_ROOTFS_DIR))?;
     Ok(public_key)
+}
+
+/// Debian's `ssh.service` minus the `network.target` ordering and the `sshd -t` check.
+fn early_sshd_unit(packaged: &str) -> String {
+    let mut out = String::from(
+        "# written by ulxc-harness from /lib/systemd/system/ssh.service: started without\n\
+         # waiting for network.target and without the sshd -t pre-check (faster boot)\n",
+    );
+    for line in packaged.lines() {
+        if line.starts_with("ExecStartPre=") {
+            continue;
+        }
+        if let Some(units) = line.strip_prefix("After=") {
+            let kept: Vec<&str> = units
+                .split_whitespace()
+                .filter(|u| *u != "network.target")
+                .collect();
+            if !kept.is_empty() {
+                out.push_str(&format!("After={}\n", kept.join(" ")));
+            }
+            continue;
+        }
+        out.push_str(line);
+        out.push('\n');
+    }
+    out
 }
 
 fn install_authorized_key(
@@ -642,6 +718,23 @@ mod tests {
         .unwrap();
         write_initramfs_stage(&r, empty.path()).unwrap();
         assert!(!empty.path().join("etc/initramfs-tools").exists());
+    }
+
+    #[test]
+    fn early_sshd_drops_network_ordering_and_precheck() {
+        let unit = "[Unit]\nDescription=OpenBSD Secure Shell server\nAfter=network.target auditd.service\n\n[Service]\nExecStartPre=/usr/sbin/sshd -t\nExecStart=/usr/sbin/sshd -D $SSHD_OPTS\n\n[Install]\nWantedBy=multi-user.target\nAlias=sshd.service\n";
+        let early = early_sshd_unit(unit);
+        assert!(early.contains("After=auditd.service\n"), "{early}");
+        assert!(!early.contains("network.target") || early.starts_with("# written"));
+        assert!(!early.contains("ExecStartPre"), "{early}");
+        assert!(early.contains("ExecStart=/usr/sbin/sshd -D $SSHD_OPTS\n"));
+        assert!(early.contains("Alias=sshd.service\n"));
+    }
+
+    #[test]
+    fn tools_are_found_in_path() {
+        assert!(find_in_path("sh").is_some());
+        assert!(find_in_path("ulxc-no-such-tool").is_none());
     }
 
     #[test]

@@ -42,10 +42,13 @@ pub struct Recipe {
     pub mask_units: Vec<String>,
     /// Kernel modules never auto-loaded in the guest (`/etc/modprobe.d`), e.g. `kvm_amd`
     /// that a TCG `-cpu max` would otherwise pull in during boot.
+    #[serde(default)]
     pub blacklist_modules: Vec<String>,
-    /// Start sshd per connection from `ssh.socket` instead of `ssh.service`: SSH answers
-    /// as soon as the network is up, without waiting for `network.target` and `sshd -t`.
-    pub ssh_socket_activation: bool,
+    /// Start sshd early in boot: `ssh.service` without its `After=network.target` ordering
+    /// and without the `sshd -t` pre-check (sshd listens on the wildcard address, so it
+    /// needs no configured address); SSH then answers as soon as DHCP is done.
+    #[serde(default)]
+    pub sshd_early: bool,
 }
 
 /// A login user of the guest.
@@ -367,7 +370,7 @@ pub fn parse_recipe(text: &str, path: &Path) -> Result<Recipe, ImageError> {
         container_rootfs,
         mask_units: raw.mask_units,
         blacklist_modules: raw.blacklist_modules,
-        ssh_socket_activation: raw.ssh_socket_activation.unwrap_or(false),
+        sshd_early: raw.sshd_early.unwrap_or(false),
     })
 }
 
@@ -394,7 +397,7 @@ struct RawRecipe {
     mask_units: Vec<String>,
     #[serde(default)]
     blacklist_modules: Vec<String>,
-    ssh_socket_activation: Option<bool>,
+    sshd_early: Option<bool>,
 }
 
 #[derive(Deserialize)]
@@ -636,7 +639,7 @@ packages = ["systemd-sysv"]
         assert_eq!(r.hash(), again.hash());
         assert_eq!(
             r.hash(),
-            "2e6e18fe25d08a438a2b58a20e817e7c7ad9f44f99d69f3078a77a8f1ad7ce25"
+            "f0445d8b2cb00ecd3e7665a0ca42528759c0e9bb814dad378ff0c65cdcb897ec"
         );
     }
 

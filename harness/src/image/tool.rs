@@ -14,6 +14,7 @@ const TAIL_LINES: usize = 25;
 #[derive(Debug)]
 pub struct BuildLog {
     path: PathBuf,
+    tmpdir: Option<PathBuf>,
 }
 
 impl BuildLog {
@@ -26,7 +27,23 @@ impl BuildLog {
         })?;
         Ok(BuildLog {
             path: path.to_owned(),
+            tmpdir: None,
         })
+    }
+
+    /// Sets `TMPDIR` for every tool run from now on (mmdebstrap makes its temporary
+    /// chroots there; keeping them inside the build directory keeps any mount that a killed
+    /// build leaves behind where the cache's mount check sees it).
+    pub fn set_tmpdir(&mut self, dir: &Path) {
+        self.tmpdir = Some(dir.to_owned());
+    }
+
+    fn command(&self, program: &str, args: &[OsString]) -> duct::Expression {
+        let e = duct::cmd(program, args).stdin_null();
+        match &self.tmpdir {
+            Some(t) => e.env("TMPDIR", t),
+            None => e,
+        }
     }
 
     /// The log's path.
@@ -83,8 +100,8 @@ impl BuildLog {
         tracing::debug!(command = %shown, "running build tool");
         let file = self.open_append()?;
         let start = file.metadata().map(|m| m.len()).unwrap_or(0);
-        let out = duct::cmd(program, &args)
-            .stdin_null()
+        let out = self
+            .command(program, &args)
             .stderr_to_stdout()
             .stdout_file(file)
             .unchecked()
@@ -135,8 +152,8 @@ impl BuildLog {
         self.note(&format!("\n$ {shown}   (stdout captured)"));
         let file = self.open_append()?;
         let start = file.metadata().map(|m| m.len()).unwrap_or(0);
-        let out = duct::cmd(program, &args)
-            .stdin_null()
+        let out = self
+            .command(program, &args)
             .stderr_file(file)
             .stdout_capture()
             .unchecked()

@@ -174,8 +174,19 @@ fn error_chain(e: &dyn std::error::Error) -> String {
     s
 }
 
-/// Runs `scenario`; see the module documentation.
+/// Runs `scenario`; see the module documentation. With `opts.keep`, VMs of a failed run are
+/// left running only until this process ends (QEMU dies with its parent): a caller that
+/// wants to wait for them uses [`run_keeping`].
 pub async fn run(scenario: &Scenario, opts: &RunOptions) -> Result<RunReport, RunError> {
+    run_keeping(scenario, opts).await.0
+}
+
+/// [`run`], also returning the VMs left running (`opts.keep` and a failure), so that the
+/// caller can wait for them ([`vm::KeptVm::wait`]) and remove their work directories.
+pub async fn run_keeping(
+    scenario: &Scenario,
+    opts: &RunOptions,
+) -> (Result<RunReport, RunError>, Vec<vm::KeptVm>) {
     let accel = match opts.accel {
         Some(a) => a,
         None => tokio::task::spawn_blocking(vm::detect_accel)
@@ -392,13 +403,14 @@ async fn steps(run: &mut Run<'_>) -> Outcome {
     let total = run.scenario.steps.len();
     for (i, step) in run.scenario.steps.iter().enumerate() {
         let index = i + 1;
+        let mut rec = not_run(index, step);
+        rec.name = display_name(run, step, &captures);
         run.emit(Event::StepStarted {
             index,
             total,
-            name: step.name.clone(),
+            name: rec.name.clone(),
         });
         let t0 = Instant::now();
-        let mut rec = not_run(index, step);
         let remaining = run.remaining();
         let result =
             match tokio::time::timeout(remaining, exec_step(run, step, &mut captures, &mut rec))
@@ -442,6 +454,18 @@ async fn steps(run: &mut Run<'_>) -> Outcome {
         }
     }
     Outcome::Passed
+}
+
+/// The step's name with its variables substituted (as written if one is undefined).
+fn display_name(run: &Run<'_>, step: &Step, captures: &Vars) -> String {
+    let kernel = run
+        .vm(&step.vm)
+        .map(|b| b.kernel.as_str())
+        .unwrap_or_default();
+    let vars = run.scenario.vars_for(step, kernel, captures);
+    crate::scenario::Template::parse(&step.name)
+        .render(&vars)
+        .unwrap_or_else(|_| step.name.clone())
 }
 
 fn lossy(b: &[u8]) -> String {
@@ -629,7 +653,10 @@ async fn exec_step(
 }
 
 /// Saves artifacts on failure, keeps or shuts down the VMs, and produces the result.
-async fn finish(mut run: Run<'_>, art_dir: PathBuf) -> Result<RunReport, RunError> {
+async fn finish(
+    mut run: Run<'_>,
+    art_dir: PathBuf,
+) -> (Result<RunReport, RunError>, Vec<vm::KeptVm>) {
     let failed = run.report.outcome != Outcome::Passed;
     if failed {
         run.report.duration = run.started.elapsed();
@@ -647,22 +674,23 @@ async fn finish(mut run: Run<'_>, art_dir: PathBuf) -> Result<RunReport, RunErro
     }
     let keep = failed && run.opts.keep;
     let vms = std::mem::take(&mut run.vms);
+    let mut kept_vms = Vec::new();
     for (name, b) in vms {
         if keep {
             let kept = b.vm.keep();
             let how = format!("vm {name}: {kept}");
             run.emit(Event::VmKept { how: how.clone() });
             run.report.kept.push(how);
+            kept_vms.push(kept);
         } else if let Err(e) = b.vm.shutdown().await {
             tracing::warn!(vm = %name, ?e, "shutdown reported an error");
         }
     }
-    if !keep {
-        for d in &run.work_dirs {
-            if d.exists() {
-                if let Err(e) = std::fs::remove_dir_all(d) {
-                    tracing::warn!(dir = ?d, ?e, "cannot remove VM work directory");
-                }
+    for d in &run.work_dirs {
+        let is_kept = kept_vms.iter().any(|k| &k.work_dir == d);
+        if !is_kept && d.exists() {
+            if let Err(e) = std::fs::remove_dir_all(d) {
+                tracing::warn!(dir = ?d, ?e, "cannot remove VM work directory");
             }
         }
     }
@@ -680,9 +708,10 @@ async fn finish(mut run: Run<'_>, art_dir: PathBuf) -> Result<RunReport, RunErro
         outcome: run.report.outcome.clone(),
         duration: run.report.duration,
     });
-    match &run.report.outcome {
+    let result = match &run.report.outcome {
         Outcome::Passed => Ok(run.report),
         Outcome::Failed { .. } => Err(RunError::Scenario(Box::new(run.report))),
         Outcome::Infrastructure { .. } => Err(RunError::Infrastructure(Box::new(run.report))),
-    }
+    };
+    (result, kept_vms)
 }

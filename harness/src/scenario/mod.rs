@@ -788,7 +788,7 @@ fn check_step(
     let allowed: &[&str] = match kind {
         "run" => &["status", "stdout", "stderr", "capture", "timeout"],
         "wait_until" => &[
-            "status", "stdout", "stderr", "capture", "deadline", "interval", "timeout",
+            "status", "stdout", "stderr", "capture", "deadline", "interval",
         ],
         "expect_owner" => &["owner"],
         "upload" => &["to", "mode", "owner"],

@@ -37,7 +37,9 @@ pub enum SshError {
         source: russh::Error,
     },
     /// The server refused the key for this user.
-    #[error("SSH server at {addr} refused the key for user {user}: check the image's authorized_keys")]
+    #[error(
+        "SSH server at {addr} refused the key for user {user}: check the image's authorized_keys"
+    )]
     AuthRejected {
         /// The address dialled.
         addr: SocketAddr,

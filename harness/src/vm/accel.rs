@@ -210,14 +210,26 @@ mod tests {
 
     #[test]
     fn hardware_kvm_means_kvm() {
-        assert_eq!(decide(&facts(true, &["kvm", "kvm_intel"], &["vmx"])), Accel::Kvm);
-        assert_eq!(decide(&facts(true, &["kvm", "kvm_amd"], &["svm"])), Accel::Kvm);
+        assert_eq!(
+            decide(&facts(true, &["kvm", "kvm_intel"], &["vmx"])),
+            Accel::Kvm
+        );
+        assert_eq!(
+            decide(&facts(true, &["kvm", "kvm_amd"], &["svm"])),
+            Accel::Kvm
+        );
     }
 
     #[test]
     fn unusable_dev_kvm_or_missing_flag_means_tcg() {
-        assert_eq!(decide(&facts(false, &["kvm", "kvm_intel"], &["vmx"])), Accel::Tcg);
-        assert_eq!(decide(&facts(true, &["kvm", "kvm_intel"], &["svm"])), Accel::Tcg);
+        assert_eq!(
+            decide(&facts(false, &["kvm", "kvm_intel"], &["vmx"])),
+            Accel::Tcg
+        );
+        assert_eq!(
+            decide(&facts(true, &["kvm", "kvm_intel"], &["svm"])),
+            Accel::Tcg
+        );
         assert_eq!(decide(&facts(true, &[], &["vmx"])), Accel::Tcg);
     }
 

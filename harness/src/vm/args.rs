@@ -76,7 +76,7 @@ pub fn build_args(
 ) -> Vec<String> {
     let mut a: Vec<String> = Vec::new();
     let mut push = |xs: &[&str]| a.extend(xs.iter().map(|s| s.to_string()));
-    push(&["-name", &format!("ulxc-{},process=ulxc-{}", spec.name, spec.name)]);
+    push(&["-name", &spec.name]);
     push(&["-nodefaults", "-no-user-config", "-display", "none"]);
     push(&["-machine", "q35,vmport=off,smbus=off,sata=off"]);
     match accel {
@@ -100,11 +100,17 @@ pub fn build_args(
         "virtio-blk-pci,drive=disk0",
     ]);
     push(&["-netdev", &netdev_arg(ssh_port, &spec.guestfwds)]);
-    push(&["-device", &format!("virtio-net-pci,netdev=net0,id={NIC_ID}")]);
+    push(&[
+        "-device",
+        &format!("virtio-net-pci,netdev=net0,id={NIC_ID}"),
+    ]);
     push(&["-device", "virtio-rng-pci"]);
     push(&[
         "-chardev",
-        &format!("file,id=serial0,path={}", opt_escape(&paths.serial_log)),
+        &format!(
+            "file,id=serial0,path={},append=on",
+            opt_escape(&paths.serial_log)
+        ),
         "-serial",
         "chardev:serial0",
     ]);
@@ -163,6 +169,7 @@ mod tests {
     #[test]
     fn tcg_command_line() {
         let args = build_args(&spec(), Accel::Tcg, 2222, &paths(), BootMode::Cold);
+        assert_eq!(value_of(&args, "-name"), ["t1"]);
         assert_eq!(value_of(&args, "-accel"), ["tcg,thread=multi,tb-size=256"]);
         assert_eq!(value_of(&args, "-cpu"), ["max"]);
         assert_eq!(value_of(&args, "-m"), ["1024M"]);
@@ -184,7 +191,10 @@ mod tests {
             ["unix:/w/qmp.sock,server=on,wait=off"]
         );
         assert!(value_of(&args, "-drive")[0].starts_with("file=/w/overlay.qcow2,"));
-        assert_eq!(value_of(&args, "-chardev"), ["file,id=serial0,path=/w/serial.log"]);
+        assert_eq!(
+            value_of(&args, "-chardev"),
+            ["file,id=serial0,path=/w/serial.log,append=on"]
+        );
         assert!(value_of(&args, "-device").contains(&"virtio-net-pci,netdev=net0,id=nic0"));
         assert!(!args.iter().any(|a| a == "-incoming"));
     }

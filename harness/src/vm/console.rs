@@ -66,7 +66,8 @@ impl ConsoleWatch {
                             Some(i) => (partial[..i].to_string(), partial[i + 1..].to_string()),
                             None => (String::new(), partial.clone()),
                         };
-                        if let Some(line) = first_problem(&complete).or_else(|| first_problem(&rest))
+                        if let Some(line) =
+                            first_problem(&complete).or_else(|| first_problem(&rest))
                         {
                             let mut p = slot.lock().unwrap_or_else(|e| e.into_inner());
                             if p.is_none() {

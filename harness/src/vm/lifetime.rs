@@ -11,7 +11,8 @@
 //!    QEMU is forked from one dedicated spawner thread that lives as long as the process.
 //!    This needs no `unsafe` `pre_exec` in the harness.
 
-use std::collections::BTreeSet;
+use std::collections::BTreeMap;
+use std::path::PathBuf;
 use std::process::{Child, Command};
 use std::sync::mpsc;
 use std::sync::{Mutex, OnceLock};
@@ -21,9 +22,10 @@ use nix::unistd::Pid;
 
 type SpawnRequest = (Command, mpsc::Sender<std::io::Result<Child>>);
 
-fn registry() -> &'static Mutex<BTreeSet<u32>> {
-    static PIDS: OnceLock<Mutex<BTreeSet<u32>>> = OnceLock::new();
-    PIDS.get_or_init(|| Mutex::new(BTreeSet::new()))
+/// Live QEMU pids and the work files to remove when they are killed by the signal handler.
+fn registry() -> &'static Mutex<BTreeMap<u32, Vec<PathBuf>>> {
+    static PIDS: OnceLock<Mutex<BTreeMap<u32, Vec<PathBuf>>>> = OnceLock::new();
+    PIDS.get_or_init(|| Mutex::new(BTreeMap::new()))
 }
 
 fn spawner() -> &'static Mutex<mpsc::Sender<SpawnRequest>> {
@@ -50,7 +52,11 @@ fn spawner() -> &'static Mutex<mpsc::Sender<SpawnRequest>> {
 /// Wraps `program args` so that the child gets SIGKILL when its parent thread dies.
 pub fn with_pdeathsig(program: &str, args: &[String]) -> Command {
     let mut cmd = Command::new("setpriv");
-    cmd.arg("--pdeathsig").arg("KILL").arg("--").arg(program).args(args);
+    cmd.arg("--pdeathsig")
+        .arg("KILL")
+        .arg("--")
+        .arg(program)
+        .args(args);
     cmd
 }
 
@@ -71,7 +77,20 @@ pub fn register(pid: u32) {
     registry()
         .lock()
         .unwrap_or_else(|e| e.into_inner())
-        .insert(pid);
+        .entry(pid)
+        .or_default();
+}
+
+/// Records the work files (overlay, sockets) of a registered QEMU, removed by the signal
+/// handler after it kills that QEMU.
+pub fn set_work_files(pid: u32, files: Vec<PathBuf>) {
+    if let Some(entry) = registry()
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .get_mut(&pid)
+    {
+        *entry = files;
+    }
 }
 
 /// Removes a pid from the registry (after it was reaped).
@@ -87,7 +106,7 @@ pub fn live_pids() -> Vec<u32> {
     registry()
         .lock()
         .unwrap_or_else(|e| e.into_inner())
-        .iter()
+        .keys()
         .copied()
         .collect()
 }
@@ -95,7 +114,9 @@ pub fn live_pids() -> Vec<u32> {
 /// Sends SIGKILL to every registered QEMU (they stay registered until reaped).
 pub fn kill_all_registered() {
     for pid in live_pids() {
-        let Ok(raw) = i32::try_from(pid) else { continue };
+        let Ok(raw) = i32::try_from(pid) else {
+            continue;
+        };
         if let Err(err) = kill(Pid::from_raw(raw), Signal::SIGKILL) {
             tracing::debug!(pid, %err, "killing a registered QEMU");
         }
@@ -135,9 +156,10 @@ pub fn install_signal_cleanup() {
                 };
                 rt.block_on(async move {
                     use tokio::signal::unix::{signal, SignalKind};
-                    let (Ok(mut int), Ok(mut term)) =
-                        (signal(SignalKind::interrupt()), signal(SignalKind::terminate()))
-                    else {
+                    let (Ok(mut int), Ok(mut term)) = (
+                        signal(SignalKind::interrupt()),
+                        signal(SignalKind::terminate()),
+                    ) else {
                         tracing::error!("could not install SIGINT/SIGTERM handlers");
                         return;
                     };

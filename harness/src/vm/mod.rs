@@ -27,9 +27,9 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use russh::keys::PrivateKey;
 
 pub use self::accel::{detect_accel, Accel};
-pub use self::lifetime::install_signal_cleanup;
 use self::args::{BootMode, LaunchPaths};
 use self::console::ConsoleWatch;
+pub use self::lifetime::install_signal_cleanup;
 use self::snapshot::{SaveLock, SnapshotPaths};
 use crate::qmp::{Qmp, QmpError};
 pub use crate::ssh::ExecOutput;
@@ -160,16 +160,18 @@ pub enum VmError {
         source: std::io::Error,
     },
     /// QEMU exited when it should be running.
-    #[error("QEMU for VM {name} exited ({status}); stderr:\n{stderr}\nlast serial console lines:\n{serial}")]
+    #[error("QEMU for VM {name} exited ({status}){}; stderr:\n{stderr}\nlast serial console lines:\n{serial}", problem.as_ref().map(|p| format!("; guest console shows {p:?}")).unwrap_or_default())]
     QemuExited {
         /// VM name.
         name: String,
         /// Exit status.
         status: String,
+        /// The first problem line on the serial console (panic, oops, ...), if any.
+        problem: Option<String>,
         /// QEMU's stderr.
-        stderr: String,
+        stderr: Box<str>,
         /// Tail of the serial log.
-        serial: String,
+        serial: Box<str>,
     },
     /// The QMP socket did not appear.
     #[error("QMP socket {path} did not appear within {waited:?}; QEMU stderr:\n{stderr}")]
@@ -195,7 +197,7 @@ pub enum VmError {
         /// VM name.
         name: String,
         /// The SSH error.
-        source: SshError,
+        source: Box<SshError>,
         /// Tail of the serial log.
         serial: String,
     },
@@ -242,7 +244,7 @@ pub struct KeptVm {
     pub serial_log: PathBuf,
     /// The work directory to delete afterwards.
     pub work_dir: PathBuf,
-    child: Child,
+    child: Option<Child>,
 }
 
 impl KeptVm {
@@ -256,15 +258,18 @@ impl KeptVm {
     }
 
     /// Blocks until QEMU exits (stopped with `kill PID`, a guest poweroff, or Ctrl-C).
-    pub async fn wait(mut self) -> std::io::Result<std::process::ExitStatus> {
+    pub async fn wait(mut self) -> std::io::Result<Option<std::process::ExitStatus>> {
+        let Some(child) = self.child.as_mut() else {
+            return Ok(None);
+        };
         let status = loop {
-            if let Some(st) = self.child.try_wait()? {
+            if let Some(st) = child.try_wait()? {
                 break st;
             }
             tokio::time::sleep(Duration::from_millis(200)).await;
         };
         lifetime::unregister(self.pid);
-        Ok(status)
+        Ok(Some(status))
     }
 }
 
@@ -275,6 +280,22 @@ impl fmt::Display for KeptVm {
         writeln!(f, "  console:   {}", self.serial_log.display())?;
         writeln!(f, "  QMP:       {}", self.qmp_socket.display())?;
         write!(f, "  stop it:   {}", self.stop_hint())
+    }
+}
+
+/// Owns a freshly spawned QEMU until it is handed over: kills and reaps it on drop.
+struct ChildGuard {
+    child: Option<Child>,
+    pid: u32,
+}
+
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+            lifetime::unregister(self.pid);
+        }
     }
 }
 
@@ -366,9 +387,11 @@ impl Vm {
             serial_log: spec.work_dir.join("serial.log"),
             qmp_socket: spec.work_dir.join("qmp.sock"),
         };
+        // The console log is appended to across reboots: start it empty.
+        let _ = std::fs::remove_file(&paths.serial_log);
         let key = crate::ssh::load_key(&spec.ssh_private_key).map_err(|source| VmError::Ssh {
             name: spec.name.clone(),
-            source,
+            source: Box::new(source),
             serial: String::new(),
         })?;
         let mut vm = Vm {
@@ -437,8 +460,12 @@ impl Vm {
             Ok(_) => {}
         }
         self.launch(BootMode::Cold).await?;
-        self.wait_ssh_ready(self.spec.timeouts.scale(self.spec.timeouts.boot, self.accel))
-            .await
+        self.wait_ssh_ready(
+            self.spec
+                .timeouts
+                .scale(self.spec.timeouts.boot, self.accel),
+        )
+        .await
     }
 
     async fn restore(&mut self, sp: &SnapshotPaths) -> Result<(), VmError> {
@@ -452,7 +479,10 @@ impl Vm {
             move |source| VmError::Qmp { name, source }
         };
         let name = self.spec.name.clone();
-        let deadline = self.spec.timeouts.scale(Duration::from_secs(20), self.accel);
+        let deadline = self
+            .spec
+            .timeouts
+            .scale(Duration::from_secs(20), self.accel);
         {
             let qmp = &self.instance()?.qmp;
             qmp.enable_mapped_ram().await.map_err(qmp_err(&name))?;
@@ -465,8 +495,12 @@ impl Vm {
             }
         }
         let loaded = t0.elapsed();
-        self.wait_ssh_ready(self.spec.timeouts.scale(Duration::from_secs(15), self.accel))
-            .await?;
+        self.wait_ssh_ready(
+            self.spec
+                .timeouts
+                .scale(Duration::from_secs(15), self.accel),
+        )
+        .await?;
         let ssh = t0.elapsed();
         self.set_guest_clock().await?;
         tracing::debug!(vm = %name, ?loaded, ?ssh, total = ?t0.elapsed(), "restore timings");
@@ -477,7 +511,11 @@ impl Vm {
     /// the moment it was saved).
     async fn set_guest_clock(&self) -> Result<(), VmError> {
         let now = now_epoch();
-        let cmd = format!("date -u -s @{}.{:09} >/dev/null", now.as_secs(), now.subsec_nanos());
+        let cmd = format!(
+            "date -u -s @{}.{:09} >/dev/null",
+            now.as_secs(),
+            now.subsec_nanos()
+        );
         let out = self.exec(ROOT_USER, &cmd, Duration::from_secs(30)).await?;
         if out.status != 0 {
             tracing::warn!(vm = %self.spec.name, status = out.status, stderr = %out.stderr_text(), "setting the guest clock failed");
@@ -529,14 +567,21 @@ impl Vm {
             name: self.spec.name.clone(),
             source,
         })?;
-        self.wait_ssh_ready(self.spec.timeouts.scale(Duration::from_secs(20), self.accel))
-            .await
+        self.wait_ssh_ready(
+            self.spec
+                .timeouts
+                .scale(Duration::from_secs(20), self.accel),
+        )
+        .await
     }
 
     async fn save_into(&mut self, staging: &Path) -> Result<(), VmError> {
         std::fs::create_dir_all(staging).map_err(io_err("creating", staging))?;
         let name = self.spec.name.clone();
-        let deadline = self.spec.timeouts.scale(Duration::from_secs(60), self.accel);
+        let deadline = self
+            .spec
+            .timeouts
+            .scale(Duration::from_secs(60), self.accel);
         let qmp = &self.instance()?.qmp;
         let q = |source| VmError::Qmp {
             name: name.clone(),
@@ -558,7 +603,9 @@ impl Vm {
     /// QMP socket and connects to it.
     async fn launch(&mut self, mode: BootMode) -> Result<(), VmError> {
         const ATTEMPTS: u32 = 5;
-        for attempt in 1..=ATTEMPTS {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
             let _ = std::fs::remove_file(&self.paths.qmp_socket);
             let port = free_port().map_err(io_err("picking a port on", Path::new("127.0.0.1")))?;
             let argv = args::build_args(&self.spec, self.accel, port, &self.paths, mode);
@@ -573,6 +620,10 @@ impl Vm {
                 binary: args::QEMU_BINARY,
                 source,
             })?;
+            lifetime::set_work_files(
+                child.id(),
+                vec![self.paths.overlay.clone(), self.paths.qmp_socket.clone()],
+            );
             let serial_offset = std::fs::metadata(&self.paths.serial_log)
                 .map(|m| m.len())
                 .unwrap_or(0);
@@ -589,62 +640,74 @@ impl Vm {
                 Err(e) => return Err(e),
             }
         }
-        unreachable!("the last attempt returns")
     }
 
     fn exited_error(&self, status: String) -> VmError {
         VmError::QemuExited {
             name: self.spec.name.clone(),
             status,
-            stderr: std::fs::read_to_string(&self.stderr_path).unwrap_or_default(),
-            serial: console::tail_lines(&self.paths.serial_log, 30),
+            problem: console::first_problem(
+                &std::fs::read_to_string(&self.paths.serial_log).unwrap_or_default(),
+            ),
+            stderr: std::fs::read_to_string(&self.stderr_path)
+                .unwrap_or_default()
+                .into(),
+            serial: console::tail_lines(&self.paths.serial_log, 30).into(),
         }
     }
 
     async fn connect_qmp(
         &self,
-        mut child: Child,
+        child: Child,
         ssh_port: u16,
         serial_offset: u64,
     ) -> Result<Instance, VmError> {
         let pid = child.id();
-        let waited = Instant::now();
-        let deadline = self.spec.timeouts.scale(Duration::from_secs(10), self.accel);
-        let reap = |child: &mut Child| {
-            let _ = child.kill();
-            let _ = child.wait();
-            lifetime::unregister(pid);
+        // Kills QEMU if this future fails or is dropped (e.g. a caller's timeout) before the
+        // child is handed to the Instance.
+        let mut guard = ChildGuard {
+            child: Some(child),
+            pid,
         };
+        let waited = Instant::now();
+        let deadline = self
+            .spec
+            .timeouts
+            .scale(Duration::from_secs(10), self.accel);
         loop {
+            let Some(child) = guard.child.as_mut() else {
+                return Err(VmError::NotRunning {
+                    name: self.spec.name.clone(),
+                });
+            };
             match child.try_wait() {
                 Ok(Some(status)) => {
+                    guard.child = None;
                     lifetime::unregister(pid);
                     return Err(self.exited_error(status.to_string()));
                 }
                 Ok(None) => {}
-                Err(e) => {
-                    reap(&mut child);
-                    return Err(io_err("waiting for QEMU", &self.stderr_path)(e));
-                }
+                Err(e) => return Err(io_err("waiting for QEMU", &self.stderr_path)(e)),
             }
             if self.paths.qmp_socket.exists() {
                 match Qmp::connect(&self.paths.qmp_socket).await {
                     Ok(qmp) => {
-                        let console =
-                            ConsoleWatch::start(self.paths.serial_log.clone(), serial_offset);
-                        return Ok(Instance {
-                            child,
-                            pid,
-                            qmp,
-                            ssh_port,
-                            console,
-                        });
+                        if let Some(child) = guard.child.take() {
+                            let console =
+                                ConsoleWatch::start(self.paths.serial_log.clone(), serial_offset);
+                            return Ok(Instance {
+                                child,
+                                pid,
+                                qmp,
+                                ssh_port,
+                                console,
+                            });
+                        }
                     }
                     Err(err) => tracing::debug!(%err, "QMP not accepting yet"),
                 }
             }
             if waited.elapsed() > deadline {
-                reap(&mut child);
                 return Err(VmError::QmpSocket {
                     path: self.paths.qmp_socket.clone(),
                     waited: waited.elapsed(),
@@ -690,10 +753,9 @@ impl Vm {
         let addr = SocketAddr::from(([127, 0, 0, 1], self.instance()?.ssh_port));
         let key = self.key.clone();
         let name = self.spec.name.clone();
-        let res = Session::connect_with_retry(addr, ROOT_USER, key, deadline, || {
-            self.check_alive()
-        })
-        .await?;
+        let res =
+            Session::connect_with_retry(addr, ROOT_USER, key, deadline, || self.check_alive())
+                .await?;
         match res {
             Ok(session) => {
                 self.sessions
@@ -703,7 +765,7 @@ impl Vm {
             }
             Err(source) => Err(VmError::Ssh {
                 name,
-                source,
+                source: Box::new(source),
                 serial: console::tail_lines(&self.paths.serial_log, 30),
             }),
         }
@@ -726,14 +788,16 @@ impl Vm {
         let addr = SocketAddr::from(([127, 0, 0, 1], self.ssh_port()));
         let ssh_err = |source| VmError::Ssh {
             name: self.spec.name.clone(),
-            source,
+            source: Box::new(source),
             serial: console::tail_lines(&self.paths.serial_log, 30),
         };
         let s = Session::connect_with_retry(
             addr,
             user,
             self.key.clone(),
-            self.spec.timeouts.scale(Duration::from_secs(10), self.accel),
+            self.spec
+                .timeouts
+                .scale(Duration::from_secs(10), self.accel),
             || self.problem_or_gone(),
         )
         .await?
@@ -829,11 +893,13 @@ impl Vm {
     ) -> Result<ExecOutput, VmError> {
         self.guarded(async {
             let s = self.session(user).await?;
-            s.exec(command, timeout).await.map_err(|source| VmError::Ssh {
-                name: self.spec.name.clone(),
-                source,
-                serial: console::tail_lines(&self.paths.serial_log, 30),
-            })
+            s.exec(command, timeout)
+                .await
+                .map_err(|source| VmError::Ssh {
+                    name: self.spec.name.clone(),
+                    source: Box::new(source),
+                    serial: console::tail_lines(&self.paths.serial_log, 30),
+                })
         })
         .await
     }
@@ -867,7 +933,7 @@ impl Vm {
                 .await
                 .map_err(|source| VmError::Ssh {
                     name: self.spec.name.clone(),
-                    source,
+                    source: Box::new(source),
                     serial: String::new(),
                 })
         })
@@ -879,12 +945,17 @@ impl Vm {
     /// same overlay, i.e. with the disk as the guest left it.
     pub async fn reboot(&mut self) -> Result<(), VmError> {
         let detach = "nohup sh -c 'sleep 0.3; systemctl reboot || reboot' >/dev/null 2>&1 &";
-        let out = self.exec(ROOT_USER, detach, Duration::from_secs(30)).await?;
+        let out = self
+            .exec(ROOT_USER, detach, Duration::from_secs(30))
+            .await?;
         if out.status != 0 {
             tracing::warn!(vm = %self.spec.name, status = out.status, "reboot command returned non-zero");
         }
         self.close_sessions().await;
-        let waited = self.spec.timeouts.scale(self.spec.timeouts.shutdown * 3, self.accel);
+        let waited = self
+            .spec
+            .timeouts
+            .scale(self.spec.timeouts.shutdown * 3, self.accel);
         let start = Instant::now();
         loop {
             let inst = self.inst.as_mut().ok_or(VmError::NotRunning {
@@ -904,7 +975,9 @@ impl Vm {
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        if let Some(line) = console::first_problem(&std::fs::read_to_string(&self.paths.serial_log).unwrap_or_default()) {
+        if let Some(line) = console::first_problem(
+            &std::fs::read_to_string(&self.paths.serial_log).unwrap_or_default(),
+        ) {
             return Err(VmError::GuestProblem {
                 name: self.spec.name.clone(),
                 line,
@@ -912,8 +985,12 @@ impl Vm {
             });
         }
         self.launch(BootMode::Cold).await?;
-        self.wait_ssh_ready(self.spec.timeouts.scale(self.spec.timeouts.boot, self.accel))
-            .await
+        self.wait_ssh_ready(
+            self.spec
+                .timeouts
+                .scale(self.spec.timeouts.boot, self.accel),
+        )
+        .await
     }
 
     /// Sets the link of the guest's NIC up or down (QMP `set_link`).
@@ -956,18 +1033,24 @@ impl Vm {
     /// The first kernel panic / oops / `BUG:` / `WARNING: CPU:` / emergency-shell line seen on
     /// the serial console.
     pub fn console_problem(&self) -> Option<String> {
-        self.inst.as_ref().and_then(|i| i.console.problem()).or_else(|| {
-            console::first_problem(
-                &std::fs::read_to_string(&self.paths.serial_log).unwrap_or_default(),
-            )
-        })
+        self.inst
+            .as_ref()
+            .and_then(|i| i.console.problem())
+            .or_else(|| {
+                console::first_problem(
+                    &std::fs::read_to_string(&self.paths.serial_log).unwrap_or_default(),
+                )
+            })
     }
 
     /// Graceful end: ACPI powerdown with the shutdown deadline, then QMP `quit`, then SIGKILL;
     /// removes the overlay and QMP socket.
     pub async fn shutdown(mut self) -> Result<(), VmError> {
         self.close_sessions().await;
-        let grace = self.spec.timeouts.scale(self.spec.timeouts.shutdown, self.accel);
+        let grace = self
+            .spec
+            .timeouts
+            .scale(self.spec.timeouts.shutdown, self.accel);
         if let Some(mut inst) = self.inst.take() {
             let mut done = wait_exit(&mut inst.child, Duration::ZERO).await;
             if !done {
@@ -997,16 +1080,10 @@ impl Vm {
     pub fn keep(mut self) -> KeptVm {
         let ssh_command = self.ssh_command(ROOT_USER);
         let inst = self.inst.take();
+        // Nothing may run any more (after a failed reboot): then there is no child.
         let (child, pid, ssh_port) = match inst {
-            Some(i) => (i.child, i.pid, i.ssh_port),
-            None => {
-                // Nothing runs: hand back a child that has already ended.
-                let child = std::process::Command::new("true")
-                    .spawn()
-                    .expect("spawning true");
-                let pid = child.id();
-                (child, pid, 0)
-            }
+            Some(i) => (Some(i.child), i.pid, i.ssh_port),
+            None => (None, 0, 0),
         };
         KeptVm {
             name: self.spec.name.clone(),
@@ -1067,7 +1144,9 @@ mod tests {
     fn recognises_a_hostfwd_bind_failure() {
         let msg = "qemu-system-x86_64: -netdev user,id=net0,restrict=on,hostfwd=tcp:127.0.0.1:2222-:22: Could not set up host forwarding rule 'tcp:127.0.0.1:2222-:22'";
         assert!(is_hostfwd_bind_failure(msg));
-        assert!(!is_hostfwd_bind_failure("qemu-system-x86_64: -kernel /x: No such file"));
+        assert!(!is_hostfwd_bind_failure(
+            "qemu-system-x86_64: -kernel /x: No such file"
+        ));
     }
 
     #[test]

@@ -121,9 +121,7 @@ impl SnapshotPaths {
     }
     /// Whether a complete snapshot is there.
     pub fn is_complete(&self) -> bool {
-        self.dir.join(COMPLETE_FILE).is_file()
-            && self.state().is_file()
-            && self.overlay().is_file()
+        self.dir.join(COMPLETE_FILE).is_file() && self.state().is_file() && self.overlay().is_file()
     }
     /// The staging directory a save writes into before renaming it into place.
     pub fn staging(&self) -> PathBuf {

@@ -55,6 +55,12 @@ pub fn start(dir: &ContainerDir, caller: &Caller, opts: &StartOptions) -> Result
         }
     }
 
+    // On cgroup v2 the monitor leaves the delegated parent before anything is forked,
+    // so that controllers can be enabled there (no processes in inner cgroups).
+    if let Err(e) = placement.enter_monitor(&dir.name) {
+        tracing::warn!(%e, "cannot move into the monitor's cgroup");
+    }
+
     // The lock is taken here and inherited by the monitor, which holds it while the
     // container runs: of two concurrent starts, one wins.
     let lock_file = std::fs::OpenOptions::new()
@@ -307,9 +313,7 @@ fn run_monitor(
     let code = monitor::serve(sup, caller.uid);
     drop(raw);
     if let Some(cg) = &cgroup {
-        if let Err(e) = cg.remove() {
-            tracing::warn!(%e, "cannot remove the container's cgroup");
-        }
+        release_cgroup(cg, map, caller);
     }
     state::clean_stale_unlocked(dir);
     Ok(code)
@@ -454,6 +458,26 @@ fn launch(
         kill_all,
     };
     Ok((sup, cgroup))
+}
+
+/// Removes a container's cgroup once its processes are gone: the sub-cgroups that the
+/// container's systemd made belong to the container's root, so they are removed from
+/// the helper user namespace first.
+pub fn release_cgroup(cg: &ContainerCgroup, map: &IdMap, caller: &Caller) {
+    let path = cg.path().to_path_buf();
+    let helper = helper_map(map, caller);
+    let write = |pid: Pid| idmap::write_maps(u32::try_from(pid.as_raw()).unwrap_or(0), &helper).map_err(|e| e.to_string());
+    let inner = crate::userns::run(write, crate::userns::Identity::Caller, move || {
+        let cg = ContainerCgroup::open(&path).map_err(|e| e.to_string())?;
+        cg.remove_subcgroups().map_err(|e| e.to_string())?;
+        Ok(0)
+    });
+    if let Err(e) = inner {
+        tracing::warn!(%e, "cannot remove the container's sub-cgroups");
+    }
+    if let Err(e) = cg.remove() {
+        tracing::warn!(%e, "cannot remove the container's cgroup");
+    }
 }
 
 /// Hands the console pty and the container's cgroup to the container's root, in one

@@ -131,8 +131,17 @@ pub fn clean_stale(dir: &ContainerDir, run: Option<&RunInfo>) {
     remove_if_present(&dir.monitor_socket());
     remove_if_present(&dir.run_state());
     if let Some(path) = run.and_then(|r| r.cgroup.as_ref()) {
-        if let Err(e) = std::fs::remove_dir(path) {
-            tracing::debug!(?path, %e, "stale cgroup not removed");
+        let Ok(cg) = crate::cgroup::ContainerCgroup::open(path) else { return };
+        if !cg.pids().is_empty() {
+            return;
+        }
+        let caller = super::Caller::current();
+        let map = crate::config::load(&dir.config())
+            .map_err(super::ContainerError::from)
+            .and_then(|cfg| super::create::container_idmap(&cfg, &caller));
+        match map {
+            Ok(map) => super::start::release_cgroup(&cg, &map, &caller),
+            Err(e) => tracing::warn!(?path, %e, "stale cgroup not removed"),
         }
     }
 }
