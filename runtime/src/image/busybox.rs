@@ -143,7 +143,7 @@ pub fn busybox_rootfs(dest: &Path, busybox: &Path) -> Result<TemplateOutput, Ima
     let mut linked = 0usize;
     for applet in &applets {
         let Some(rel) = applet_path(applet) else {
-            tracing::warn!(
+            tracing::debug!(
                 applet,
                 "skipping an odd applet path from busybox --list-full"
             );
