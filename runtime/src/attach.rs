@@ -29,20 +29,35 @@ pub fn attach(dir: &ContainerDir, opts: &AttachOptions) -> Result<i32, Container
     let observed = state::observe(dir);
     let run = match (observed.state, observed.run) {
         (State::Running | State::Stopping, Some(run)) => run,
-        _ => return Err(ContainerError::NotRunning { name: dir.name.clone() }),
+        _ => {
+            return Err(ContainerError::NotRunning {
+                name: dir.name.clone(),
+            })
+        }
     };
     let init = Pid::from_raw(run.init_pid);
     let namespaces = sys::ns::NamespaceFiles::open(init).map_err(|e| ContainerError::Start {
         name: dir.name.clone(),
-        why: format!("cannot open the namespaces of init (pid {}): {e}", run.init_pid),
+        why: format!(
+            "cannot open the namespaces of init (pid {}): {e}",
+            run.init_pid
+        ),
     })?;
     let root_rootfs_shell = login_shell(init);
-    let argv = if opts.command.is_empty() { vec![root_rootfs_shell] } else { opts.command.clone() };
+    let argv = if opts.command.is_empty() {
+        vec![root_rootfs_shell]
+    } else {
+        opts.command.clone()
+    };
     let env = environment(opts);
 
     let stdin = std::io::stdin();
     let tty = sys::pty::is_terminal(stdin.as_fd());
-    let pty = if tty { sys::pty::open_pty(Some(stdin.as_fd())).ok() } else { None };
+    let pty = if tty {
+        sys::pty::open_pty(Some(stdin.as_fd())).ok()
+    } else {
+        None
+    };
 
     // Join the container's cgroup first, while we can still see the host's cgroupfs.
     if let Some(cg) = &run.cgroup {
@@ -50,13 +65,18 @@ pub fn attach(dir: &ContainerDir, opts: &AttachOptions) -> Result<i32, Container
             tracing::warn!(cgroup = ?cg, %e, "cannot join the container's cgroup; the command runs outside it");
         }
     }
-    namespaces.join().map_err(|(kind, e)| ContainerError::Start {
-        name: dir.name.clone(),
-        why: format!("cannot enter the container's {kind} namespace: {e}"),
-    })?;
+    namespaces
+        .join()
+        .map_err(|(kind, e)| ContainerError::Start {
+            name: dir.name.clone(),
+            why: format!("cannot enter the container's {kind} namespace: {e}"),
+        })?;
     let _ = sys::process::set_not_dumpable();
 
-    match sys::process::fork_with_pidfd().map_err(|e| ContainerError::Start { name: dir.name.clone(), why: e.to_string() })? {
+    match sys::process::fork_with_pidfd().map_err(|e| ContainerError::Start {
+        name: dir.name.clone(),
+        why: e.to_string(),
+    })? {
         Cloned::Child => {
             if let Some(p) = &pty {
                 if let Err(e) = sys::pty::make_controlling_terminal(p.slave.as_fd()) {
@@ -78,11 +98,18 @@ pub fn attach(dir: &ContainerDir, opts: &AttachOptions) -> Result<i32, Container
                 drop(p.slave);
                 let raw = sys::pty::RawMode::enter(stdin.as_fd()).ok();
                 let mut out = std::io::stdout();
-                let _ = sys::pty::relay(p.master.as_fd(), Some(stdin.as_fd()), &mut out, pidfd.as_fd());
+                let _ = sys::pty::relay(
+                    p.master.as_fd(),
+                    Some(stdin.as_fd()),
+                    &mut out,
+                    pidfd.as_fd(),
+                );
                 drop(raw);
             }
-            sys::process::wait_exit_code(pid)
-                .map_err(|why| ContainerError::Start { name: dir.name.clone(), why })
+            sys::process::wait_exit_code(pid).map_err(|why| ContainerError::Start {
+                name: dir.name.clone(),
+                why,
+            })
         }
     }
 }
@@ -107,7 +134,10 @@ fn environment(opts: &AttachOptions) -> Vec<(String, String)> {
         std::env::vars().collect()
     } else {
         let mut e = vec![
-            ("PATH".to_string(), "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".to_string()),
+            (
+                "PATH".to_string(),
+                "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".to_string(),
+            ),
             ("HOME".to_string(), "/root".to_string()),
             ("USER".to_string(), "root".to_string()),
             ("LOGNAME".to_string(), "root".to_string()),

@@ -84,7 +84,9 @@ fn connect(path: &Path) -> std::io::Result<UnixStream> {
     }
     let dir = std::fs::File::open(path.parent().unwrap_or(Path::new("/")))?;
     let name = path.file_name().unwrap_or_default();
-    let short = Path::new("/proc/self/fd").join(dir.as_raw_fd().to_string()).join(name);
+    let short = Path::new("/proc/self/fd")
+        .join(dir.as_raw_fd().to_string())
+        .join(name);
     UnixStream::connect(short)
 }
 
@@ -95,25 +97,39 @@ pub fn bind(path: &Path) -> std::io::Result<UnixListener> {
     }
     let dir = std::fs::File::open(path.parent().unwrap_or(Path::new("/")))?;
     let name = path.file_name().unwrap_or_default();
-    let short = Path::new("/proc/self/fd").join(dir.as_raw_fd().to_string()).join(name);
+    let short = Path::new("/proc/self/fd")
+        .join(dir.as_raw_fd().to_string())
+        .join(name);
     UnixListener::bind(short)
 }
 
 /// Sends `request` to the monitor at `socket` and reads its answer.
 pub fn request(socket: &Path, request: &Request) -> Result<Response, MonitorError> {
-    let unreachable = |source| MonitorError::Unreachable { path: socket.to_path_buf(), source };
-    let protocol = |why: String| MonitorError::Protocol { path: socket.to_path_buf(), why };
+    let unreachable = |source| MonitorError::Unreachable {
+        path: socket.to_path_buf(),
+        source,
+    };
+    let protocol = |why: String| MonitorError::Protocol {
+        path: socket.to_path_buf(),
+        why,
+    };
     let mut stream = connect(socket).map_err(unreachable)?;
     let wait = match request {
         Request::Status => Duration::from_secs(5),
         Request::Stop { timeout_secs, .. } => Duration::from_secs(timeout_secs + 30),
     };
-    stream.set_read_timeout(Some(wait)).map_err(|e| protocol(e.to_string()))?;
+    stream
+        .set_read_timeout(Some(wait))
+        .map_err(|e| protocol(e.to_string()))?;
     let mut line = serde_json::to_string(request).map_err(|e| protocol(e.to_string()))?;
     line.push('\n');
-    stream.write_all(line.as_bytes()).map_err(|e| protocol(e.to_string()))?;
+    stream
+        .write_all(line.as_bytes())
+        .map_err(|e| protocol(e.to_string()))?;
     let mut answer = String::new();
-    BufReader::new(&stream).read_line(&mut answer).map_err(|e| protocol(e.to_string()))?;
+    BufReader::new(&stream)
+        .read_line(&mut answer)
+        .map_err(|e| protocol(e.to_string()))?;
     if answer.is_empty() {
         return Err(protocol("the connection closed without an answer".into()));
     }
@@ -160,7 +176,11 @@ struct PendingStop {
 pub fn serve(mut sup: Supervised, self_uid: u32) -> i32 {
     let _ = sup.listener.set_nonblocking(true);
     let mut pending: Option<PendingStop> = None;
-    let mut console_file = sup.console.as_ref().and_then(|fd| fd.try_clone().ok()).map(std::fs::File::from);
+    let mut console_file = sup
+        .console
+        .as_ref()
+        .and_then(|fd| fd.try_clone().ok())
+        .map(std::fs::File::from);
     let mut sink = std::mem::replace(&mut sup.sink, ConsoleSink::Terminal);
     let mut stdin_open = matches!(sink, ConsoleSink::Terminal);
     let stdin = std::io::stdin();
@@ -169,13 +189,18 @@ pub fn serve(mut sup: Supervised, self_uid: u32) -> i32 {
         let timeout = match &pending {
             Some(p) if !p.killed => {
                 let left = p.kill_at.saturating_duration_since(Instant::now());
-                PollTimeout::from(u16::try_from(left.as_millis().clamp(1, 60_000)).unwrap_or(60_000))
+                PollTimeout::from(
+                    u16::try_from(left.as_millis().clamp(1, 60_000)).unwrap_or(60_000),
+                )
             }
             _ => PollTimeout::NONE,
         };
         let listener_fd = sup.listener.as_fd();
         let pidfd = sup.init_pidfd.as_fd();
-        let mut fds = vec![PollFd::new(listener_fd, PollFlags::POLLIN), PollFd::new(pidfd, PollFlags::POLLIN)];
+        let mut fds = vec![
+            PollFd::new(listener_fd, PollFlags::POLLIN),
+            PollFd::new(pidfd, PollFlags::POLLIN),
+        ];
         let console_fd: Option<BorrowedFd<'_>> = sup.console.as_ref().map(|c| c.as_fd());
         if let Some(c) = console_fd {
             fds.push(PollFd::new(c, PollFlags::POLLIN));
@@ -193,7 +218,11 @@ pub fn serve(mut sup: Supervised, self_uid: u32) -> i32 {
             }
             Ok(_) => {}
         }
-        let ev = |i: usize| fds.get(i).and_then(|f| f.revents()).unwrap_or(PollFlags::empty());
+        let ev = |i: usize| {
+            fds.get(i)
+                .and_then(|f| f.revents())
+                .unwrap_or(PollFlags::empty())
+        };
         let (listen_ev, init_ev, console_ev, stdin_ev) = (ev(0), ev(1), ev(2), ev(3));
         drop(fds);
         if console_ev.contains(PollFlags::POLLIN) {
@@ -252,7 +281,11 @@ fn write_console(sink: &mut ConsoleSink, data: &[u8]) {
             let _ = out.flush();
         }
         ConsoleSink::Log(file) => {
-            if file.metadata().map(|m| m.len() > CONSOLE_LOG_LIMIT).unwrap_or(false) {
+            if file
+                .metadata()
+                .map(|m| m.len() > CONSOLE_LOG_LIMIT)
+                .unwrap_or(false)
+            {
                 let _ = file.set_len(0);
             }
             let _ = file.write_all(data);
@@ -283,13 +316,23 @@ fn reply(stream: &mut UnixStream, response: &Response) {
     }
 }
 
-fn handle_client(mut stream: UnixStream, self_uid: u32, sup: &Supervised, pending: &mut Option<PendingStop>) {
+fn handle_client(
+    mut stream: UnixStream,
+    self_uid: u32,
+    sup: &Supervised,
+    pending: &mut Option<PendingStop>,
+) {
     let _ = stream.set_nonblocking(false);
     let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
     match sys::socket::peer_uid(&stream) {
         Ok(uid) if uid == self_uid || uid == 0 => {}
         Ok(uid) => {
-            reply(&mut stream, &Response::Error { message: format!("uid {uid} may not control this container") });
+            reply(
+                &mut stream,
+                &Response::Error {
+                    message: format!("uid {uid} may not control this container"),
+                },
+            );
             return;
         }
         Err(e) => {
@@ -304,14 +347,29 @@ fn handle_client(mut stream: UnixStream, self_uid: u32, sup: &Supervised, pendin
     let request: Request = match serde_json::from_str(&line) {
         Ok(r) => r,
         Err(e) => {
-            reply(&mut stream, &Response::Error { message: format!("bad request: {e}") });
+            reply(
+                &mut stream,
+                &Response::Error {
+                    message: format!("bad request: {e}"),
+                },
+            );
             return;
         }
     };
     match request {
         Request::Status => {
-            let state = if pending.is_some() { State::Stopping } else { State::Running };
-            reply(&mut stream, &Response::Status { state, run: Some(sup.run.clone()) });
+            let state = if pending.is_some() {
+                State::Stopping
+            } else {
+                State::Running
+            };
+            reply(
+                &mut stream,
+                &Response::Status {
+                    state,
+                    run: Some(sup.run.clone()),
+                },
+            );
         }
         Request::Stop { timeout_secs, kill } => {
             let p = pending.get_or_insert_with(|| PendingStop {
@@ -354,7 +412,11 @@ mod tests {
 
     #[test]
     fn protocol_is_json_lines_with_tags() {
-        let s = serde_json::to_string(&Request::Stop { timeout_secs: 60, kill: false }).unwrap();
+        let s = serde_json::to_string(&Request::Stop {
+            timeout_secs: 60,
+            kill: false,
+        })
+        .unwrap();
         assert_eq!(s, r#"{"op":"stop","timeout_secs":60,"kill":false}"#);
         let r: Response = serde_json::from_str(r#"{"reply":"stopped","killed":true}"#).unwrap();
         assert_eq!(r, Response::Stopped { killed: true });

@@ -84,7 +84,11 @@ where
             }
             if identity == Identity::Root {
                 if let Err(e) = sys::ns::become_root() {
-                    fail(&mut err, b'I', format!("cannot become root in the namespace: {e}"));
+                    fail(
+                        &mut err,
+                        b'I',
+                        format!("cannot become root in the namespace: {e}"),
+                    );
                 }
             }
             let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(inside));

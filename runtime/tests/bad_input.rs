@@ -10,7 +10,11 @@ use common::{env, fails, ok};
 
 fn leftovers(p: &Path) -> Vec<String> {
     std::fs::read_dir(p)
-        .map(|d| d.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect())
+        .map(|d| {
+            d.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
         .unwrap_or_default()
 }
 
@@ -28,11 +32,24 @@ fn bad_names_are_refused() {
     let e = env();
     let lxc = e.lxcpath("names");
     let long = "x".repeat(65);
-    for (name, why) in [("a/b", "`/`"), ("..", "`..`"), ("x..y", "`..`"), (long.as_str(), "65 bytes"), ("a b", "white space")] {
+    for (name, why) in [
+        ("a/b", "`/`"),
+        ("..", "`..`"),
+        ("x..y", "`..`"),
+        (long.as_str(), "65 bytes"),
+        ("a b", "white space"),
+    ] {
         let err = fails(&e.ulxc_in(&lxc.path, &["create", "-n", name, "-t", "busybox"]));
-        assert!(err.contains("invalid container name") && err.contains(why), "{name}: {err}");
+        assert!(
+            err.contains("invalid container name") && err.contains(why),
+            "{name}: {err}"
+        );
     }
-    assert!(leftovers(&lxc.path).is_empty(), "nothing made: {:?}", leftovers(&lxc.path));
+    assert!(
+        leftovers(&lxc.path).is_empty(),
+        "nothing made: {:?}",
+        leftovers(&lxc.path)
+    );
 }
 
 fn tarball_with(entries: &[(&str, tar::EntryType, Option<&str>)]) -> Vec<u8> {
@@ -59,19 +76,56 @@ fn hostile_tarballs_leave_nothing() {
     let e = env();
     let lxc = e.lxcpath("tarballs");
     let cases: Vec<(&str, Vec<u8>, &str)> = vec![
-        ("abs", tarball_with(&[("/etc/evil", tar::EntryType::Regular, None)]), "/etc/evil"),
-        ("dotdot", tarball_with(&[("a/../../evil", tar::EntryType::Regular, None)]), ".."),
-        ("hardlink", tarball_with(&[("x", tar::EntryType::Link, Some("../../etc/passwd"))]), "x"),
-        ("symlink", tarball_with(&[("d", tar::EntryType::Symlink, Some("../../../..")), ("d/f", tar::EntryType::Regular, None)]), "d"),
+        (
+            "abs",
+            tarball_with(&[("/etc/evil", tar::EntryType::Regular, None)]),
+            "/etc/evil",
+        ),
+        (
+            "dotdot",
+            tarball_with(&[("a/../../evil", tar::EntryType::Regular, None)]),
+            "..",
+        ),
+        (
+            "hardlink",
+            tarball_with(&[("x", tar::EntryType::Link, Some("../../etc/passwd"))]),
+            "x",
+        ),
+        (
+            "symlink",
+            tarball_with(&[
+                ("d", tar::EntryType::Symlink, Some("../../../..")),
+                ("d/f", tar::EntryType::Regular, None),
+            ]),
+            "d",
+        ),
     ];
     for (name, bytes, needle) in cases {
         let path = lxc.path.join(format!("{name}.tar"));
-        std::fs::File::create(&path).unwrap().write_all(&bytes).unwrap();
+        std::fs::File::create(&path)
+            .unwrap()
+            .write_all(&bytes)
+            .unwrap();
         // The test user must be able to read it.
         std::os::unix::fs::chown(&path, Some(e.uid), Some(e.gid)).ok();
-        let err = fails(&e.ulxc_in(&lxc.path, &["create", "-n", name, "-t", "local", "--", "--rootfs", path.to_str().unwrap()]));
+        let err = fails(&e.ulxc_in(
+            &lxc.path,
+            &[
+                "create",
+                "-n",
+                name,
+                "-t",
+                "local",
+                "--",
+                "--rootfs",
+                path.to_str().unwrap(),
+            ],
+        ));
         assert!(err.contains(needle), "{name}: {err}");
-        assert!(!lxc.path.join(name).exists(), "{name}: half-made container left behind");
+        assert!(
+            !lxc.path.join(name).exists(),
+            "{name}: half-made container left behind"
+        );
     }
 }
 
@@ -80,9 +134,27 @@ fn idmap_outside_subuid_ranges_is_explained() {
     let e = env();
     let lxc = e.lxcpath("idmap");
     let conf = lxc.path.join("bad.conf");
-    std::fs::write(&conf, "lxc.idmap = u 0 900000 65536\nlxc.idmap = g 0 900000 65536\n").unwrap();
-    let err = fails(&e.ulxc_in(&lxc.path, &["create", "-n", "c", "-f", conf.to_str().unwrap(), "-t", "busybox"]));
-    assert!(err.contains("900000") && err.contains("/etc/subuid") && err.contains("bad.conf:1"), "{err}");
+    std::fs::write(
+        &conf,
+        "lxc.idmap = u 0 900000 65536\nlxc.idmap = g 0 900000 65536\n",
+    )
+    .unwrap();
+    let err = fails(&e.ulxc_in(
+        &lxc.path,
+        &[
+            "create",
+            "-n",
+            "c",
+            "-f",
+            conf.to_str().unwrap(),
+            "-t",
+            "busybox",
+        ],
+    ));
+    assert!(
+        err.contains("900000") && err.contains("/etc/subuid") && err.contains("bad.conf:1"),
+        "{err}"
+    );
     assert!(!lxc.path.join("c").exists());
 }
 
@@ -97,7 +169,10 @@ fn corrupt_config_names_file_and_line() {
     let line = text.lines().count();
     std::fs::write(&config, text).unwrap();
     let err = fails(&e.ulxc_in(&lxc.path, &["start", "-n", "c"]));
-    assert!(err.contains(&format!("config:{line}")) && err.contains("lxc.no_such_key"), "{err}");
+    assert!(
+        err.contains(&format!("config:{line}")) && err.contains("lxc.no_such_key"),
+        "{err}"
+    );
     // A container with a broken config can still be destroyed.
     ok(&e.ulxc_in(&lxc.path, &["destroy", "-n", "c"]));
     assert!(!lxc.path.join("c").exists());
@@ -116,7 +191,13 @@ fn unusable_lxcpath_is_explained() {
 fn relative_lxcpath_is_made_absolute() {
     let e = env();
     let lxc = e.lxcpath("relative");
-    let rel = lxc.path.strip_prefix(&e.home).unwrap().to_str().unwrap().to_string();
+    let rel = lxc
+        .path
+        .strip_prefix(&e.home)
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .to_string();
     ok(&e.ulxc(&["create", "-n", "r", "-P", &rel, "-t", "busybox"]));
     assert!(lxc.path.join("r/config").is_file());
     let names = ok(&e.ulxc(&["ls", "-P", &rel, "-1"]));
@@ -127,7 +208,10 @@ fn relative_lxcpath_is_made_absolute() {
 fn container_found_elsewhere_is_suggested() {
     let e = env();
     let lxc = e.lxcpath("elsewhere");
-    ok(&e.ulxc_in(&lxc.path, &["create", "-n", "lost-walkthrough", "-t", "busybox"]));
+    ok(&e.ulxc_in(
+        &lxc.path,
+        &["create", "-n", "lost-walkthrough", "-t", "busybox"],
+    ));
     // Without -P: the default directory has no such container, but the error says where it is.
     let err = fails(&e.ulxc(&["info", "-n", "lost-walkthrough"]));
     assert!(err.contains("add -P"), "{err}");

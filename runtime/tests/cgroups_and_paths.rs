@@ -21,12 +21,24 @@ fn container_runs_in_its_own_cgroup_which_is_removed_after() {
     ok(&e.ulxc_in(&lxc.path, &["start", "-n", "cg", "-d"]));
     let pid = init_pid(&lxc.path, "cg");
     let cgroup = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
-    let v2 = cgroup.lines().find(|l| l.starts_with("0::")).unwrap().trim_start_matches("0::").to_string();
+    let v2 = cgroup
+        .lines()
+        .find(|l| l.starts_with("0::"))
+        .unwrap()
+        .trim_start_matches("0::")
+        .to_string();
     assert!(v2.ends_with("/ulxc.payload.cg"), "init's cgroup: {v2}");
     // Inside, the cgroup namespace is rooted there.
-    let inside = ok(&e.ulxc_in(&lxc.path, &["attach", "-n", "cg", "--", "cat", "/proc/self/cgroup"]));
+    let inside = ok(&e.ulxc_in(
+        &lxc.path,
+        &["attach", "-n", "cg", "--", "cat", "/proc/self/cgroup"],
+    ));
     assert!(inside.lines().any(|l| l == "0::/"), "inside: {inside}");
-    let base = if std::path::Path::new("/sys/fs/cgroup/unified/cgroup.controllers").exists() { "/sys/fs/cgroup/unified" } else { "/sys/fs/cgroup" };
+    let base = if std::path::Path::new("/sys/fs/cgroup/unified/cgroup.controllers").exists() {
+        "/sys/fs/cgroup/unified"
+    } else {
+        "/sys/fs/cgroup"
+    };
     let dir = std::path::PathBuf::from(format!("{base}{v2}"));
     assert!(dir.is_dir());
     ok(&e.ulxc_in(&lxc.path, &["stop", "-n", "cg", "-k"]));
@@ -38,15 +50,35 @@ fn cgroup2_limits_are_applied_or_refused_clearly() {
     let e = env();
     let lxc = e.lxcpath("limits");
     ok(&e.ulxc_in(&lxc.path, &["create", "-n", "lim", "-t", "busybox"]));
-    let out = e.ulxc_in(&lxc.path, &["start", "-n", "lim", "-d", "-s", "lxc.cgroup2.pids.max=64"]);
-    let pid_controller = std::fs::read_to_string(format!("/proc/self/cgroup")).ok().and_then(|c| {
-        let rel = c.lines().find_map(|l| l.strip_prefix("0::"))?.to_string();
-        let base = if std::path::Path::new("/sys/fs/cgroup/unified/cgroup.controllers").exists() { "/sys/fs/cgroup/unified" } else { "/sys/fs/cgroup" };
-        std::fs::read_to_string(format!("{base}{rel}/cgroup.controllers")).ok()
-    });
+    let out = e.ulxc_in(
+        &lxc.path,
+        &["start", "-n", "lim", "-d", "-s", "lxc.cgroup2.pids.max=64"],
+    );
+    let pid_controller = std::fs::read_to_string("/proc/self/cgroup")
+        .ok()
+        .and_then(|c| {
+            let rel = c.lines().find_map(|l| l.strip_prefix("0::"))?.to_string();
+            let base = if std::path::Path::new("/sys/fs/cgroup/unified/cgroup.controllers").exists()
+            {
+                "/sys/fs/cgroup/unified"
+            } else {
+                "/sys/fs/cgroup"
+            };
+            std::fs::read_to_string(format!("{base}{rel}/cgroup.controllers")).ok()
+        });
     if pid_controller.is_some_and(|c| c.split_whitespace().any(|x| x == "pids")) {
         ok(&out);
-        let max = ok(&e.ulxc_in(&lxc.path, &["attach", "-n", "lim", "--", "cat", "/sys/fs/cgroup/pids.max"]));
+        let max = ok(&e.ulxc_in(
+            &lxc.path,
+            &[
+                "attach",
+                "-n",
+                "lim",
+                "--",
+                "cat",
+                "/sys/fs/cgroup/pids.max",
+            ],
+        ));
         assert_eq!(max.trim(), "64");
         ok(&e.ulxc_in(&lxc.path, &["stop", "-n", "lim", "-k"]));
     } else {
@@ -66,7 +98,11 @@ fn rootfs_below_a_private_directory_starts() {
     // A 0700 directory on the way to the rootfs: container root (uid 100000) cannot
     // search it, which makes LXC fail; ulxc reaches the rootfs before it changes ids.
     let private = lxc.path.join("private");
-    let out = e.command(std::path::Path::new("/bin/mkdir")).arg(&private).output().unwrap();
+    let out = e
+        .command(std::path::Path::new("/bin/mkdir"))
+        .arg(&private)
+        .output()
+        .unwrap();
     ok(&out);
     std::fs::set_permissions(&private, std::fs::Permissions::from_mode(0o700)).unwrap();
     let p = private.to_str().unwrap();

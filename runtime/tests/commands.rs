@@ -12,9 +12,28 @@ fn execute_returns_the_commands_status() {
     let e = env();
     let lxc = e.lxcpath("execute");
     ok(&e.ulxc_in(&lxc.path, &["create", "-n", "app", "-t", "busybox"]));
-    let out = e.ulxc_in(&lxc.path, &["execute", "-n", "app", "--", "/bin/sh", "-c", "echo pid=$$; exit 3"]);
-    assert_eq!(out.status.code(), Some(3), "{}", String::from_utf8_lossy(&out.stderr));
-    assert!(String::from_utf8_lossy(&out.stdout).contains("pid=2"), "the command is the child of a minimal init");
+    let out = e.ulxc_in(
+        &lxc.path,
+        &[
+            "execute",
+            "-n",
+            "app",
+            "--",
+            "/bin/sh",
+            "-c",
+            "echo pid=$$; exit 3",
+        ],
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("pid=2"),
+        "the command is the child of a minimal init"
+    );
 }
 
 #[test]
@@ -23,7 +42,14 @@ fn usernsexec_maps_the_users_ranges() {
     let out = ok(&e.ulxc(&["usernsexec", "--", "cat", "/proc/self/uid_map"]));
     let first: Vec<&str> = out.lines().next().unwrap().split_whitespace().collect();
     assert_eq!(first, ["0", &e.subuid.to_string(), "65536"]);
-    let out = ok(&e.ulxc(&["usernsexec", "-m", &format!("b:0:{}:1", e.subuid), "--", "id", "-u"]));
+    let out = ok(&e.ulxc(&[
+        "usernsexec",
+        "-m",
+        &format!("b:0:{}:1", e.subuid),
+        "--",
+        "id",
+        "-u",
+    ]));
     assert_eq!(out.trim(), "0");
     let err = fails(&e.ulxc(&["usernsexec", "-m", "u:0:1:1", "--", "true"]));
     assert!(err.contains("subuid"), "{err}");
@@ -36,7 +62,11 @@ fn checkconfig_reports_json_and_status() {
     let doc: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
     assert_eq!(doc["version"], 1);
     assert!(doc["checks"].as_array().is_some_and(|c| !c.is_empty()));
-    assert!(out.status.success(), "this host is ready: {}", String::from_utf8_lossy(&out.stdout));
+    assert!(
+        out.status.success(),
+        "this host is ready: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
     let text = ok(&e.ulxc(&["checkconfig", "--no-color"]));
     assert!(text.to_lowercase().contains("user namespace"), "{text}");
 }
@@ -51,7 +81,10 @@ fn config_upgrade_rewrites_legacy_keys() {
     ok(&e.ulxc(&["config", "upgrade", file.to_str().unwrap()]));
     let text = std::fs::read_to_string(&file).unwrap();
     assert!(text.contains("lxc.idmap = u 0 100000 65536"), "{text}");
-    assert!(text.contains("lxc.net.0.type = veth") && text.contains("lxc.net.0.link = lxcbr0"), "{text}");
+    assert!(
+        text.contains("lxc.net.0.type = veth") && text.contains("lxc.net.0.link = lxcbr0"),
+        "{text}"
+    );
     assert!(text.contains("lxc.uts.name = old"), "{text}");
 }
 
@@ -60,7 +93,10 @@ fn subid_prints_both_forms() {
     let e = env();
     let out = ok(&e.ulxc(&["subid"]));
     assert!(out.contains(&format!("{}:65536", e.subuid)), "{out}");
-    assert!(out.contains(&format!("{}-{}", e.subuid, e.subuid + 65535)), "{out}");
+    assert!(
+        out.contains(&format!("{}-{}", e.subuid, e.subuid + 65535)),
+        "{out}"
+    );
 }
 
 #[test]
@@ -69,16 +105,46 @@ fn answers_to_lxc_names() {
     let lxc = e.lxcpath("lxcnames");
     let bin = lxc.path.join("bin");
     std::fs::create_dir_all(&bin).unwrap();
-    for name in ["lxc-create", "lxc-start", "lxc-ls", "lxc-attach", "lxc-stop", "lxc-destroy", "lxc-info"] {
+    for name in [
+        "lxc-create",
+        "lxc-start",
+        "lxc-ls",
+        "lxc-attach",
+        "lxc-stop",
+        "lxc-destroy",
+        "lxc-info",
+    ] {
         std::os::unix::fs::symlink(&e.bin, bin.join(name)).unwrap();
     }
     let p = lxc.path.to_str().unwrap();
     let run = |name: &str, args: &[&str]| e.command(&bin.join(name)).args(args).output().unwrap();
-    ok(&run("lxc-create", &["-n", "walk", "-t", "busybox", "-P", p]));
-    ok(&run("lxc-start", &["-n", "walk", "-d", "-P", p, "-l", "DEBUG", "-o", &format!("{p}/log")]));
+    ok(&run(
+        "lxc-create",
+        &["-n", "walk", "-t", "busybox", "-P", p],
+    ));
+    ok(&run(
+        "lxc-start",
+        &[
+            "-n",
+            "walk",
+            "-d",
+            "-P",
+            p,
+            "-l",
+            "DEBUG",
+            "-o",
+            &format!("{p}/log"),
+        ],
+    ));
     let fancy = ok(&run("lxc-ls", &["-P", p, "-f"]));
-    assert!(fancy.contains("walk") && fancy.contains("RUNNING"), "{fancy}");
-    let id = ok(&run("lxc-attach", &["-n", "walk", "-P", p, "--", "id", "-u"]));
+    assert!(
+        fancy.contains("walk") && fancy.contains("RUNNING"),
+        "{fancy}"
+    );
+    let id = ok(&run(
+        "lxc-attach",
+        &["-n", "walk", "-P", p, "--", "id", "-u"],
+    ));
     assert_eq!(id.trim(), "0");
     ok(&run("lxc-stop", &["-n", "walk", "-P", p, "-k"]));
     ok(&run("lxc-destroy", &["-n", "walk", "-P", p, "-f"]));
@@ -100,7 +166,10 @@ fn two_starts_at_once_one_wins() {
     };
     let (a, b) = (spawn(), spawn());
     let (a, b) = (a.wait_with_output().unwrap(), b.wait_with_output().unwrap());
-    let wins = [a.status.success(), b.status.success()].iter().filter(|x| **x).count();
+    let wins = [a.status.success(), b.status.success()]
+        .iter()
+        .filter(|x| **x)
+        .count();
     assert_eq!(wins, 1, "exactly one start wins:\n{a:?}\n{b:?}");
     let loser = if a.status.success() { &b } else { &a };
     let err = String::from_utf8_lossy(&loser.stderr);
@@ -114,20 +183,34 @@ fn a_killed_monitor_is_survived() {
     let lxc = e.lxcpath("monitorkill");
     ok(&e.ulxc_in(&lxc.path, &["create", "-n", "m", "-t", "busybox"]));
     ok(&e.ulxc_in(&lxc.path, &["start", "-n", "m", "-d"]));
-    let run: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(lxc.path.join("m/run.json")).unwrap()).unwrap();
-    let monitor = run["monitor_pid"].as_i64().unwrap() as i32;
-    let init = run["init_pid"].as_i64().unwrap() as i32;
-    nix::sys::signal::kill(nix::unistd::Pid::from_raw(monitor), nix::sys::signal::Signal::SIGKILL).unwrap();
-    eventually("the monitor to die", Duration::from_secs(10), || (!std::path::Path::new(&format!("/proc/{monitor}")).exists()).then_some(()));
+    let run: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(lxc.path.join("m/run.json")).unwrap())
+            .unwrap();
+    let monitor = i32::try_from(run["monitor_pid"].as_i64().unwrap()).unwrap();
+    let init = i32::try_from(run["init_pid"].as_i64().unwrap()).unwrap();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(monitor),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    eventually("the monitor to die", Duration::from_secs(10), || {
+        (!std::path::Path::new(&format!("/proc/{monitor}")).exists()).then_some(())
+    });
     // Init still runs: the container is reported running, and can be attached and stopped.
     let info = ok(&e.ulxc_in(&lxc.path, &["info", "-n", "m"]));
-    assert!(info.contains("RUNNING") && info.contains(&init.to_string()), "{info}");
+    assert!(
+        info.contains("RUNNING") && info.contains(&init.to_string()),
+        "{info}"
+    );
     let id = ok(&e.ulxc_in(&lxc.path, &["attach", "-n", "m", "--", "id", "-u"]));
     assert_eq!(id.trim(), "0");
     ok(&e.ulxc_in(&lxc.path, &["stop", "-n", "m", "-t", "5"]));
     let info = ok(&e.ulxc_in(&lxc.path, &["info", "-n", "m"]));
     assert!(info.contains("STOPPED"), "{info}");
-    assert!(!lxc.path.join("m/monitor.sock").exists() && !lxc.path.join("m/run.json").exists(), "stale files cleaned");
+    assert!(
+        !lxc.path.join("m/monitor.sock").exists() && !lxc.path.join("m/run.json").exists(),
+        "stale files cleaned"
+    );
     // And it starts again.
     ok(&e.ulxc_in(&lxc.path, &["start", "-n", "m", "-d"]));
     ok(&e.ulxc_in(&lxc.path, &["stop", "-n", "m", "-k"]));

@@ -8,6 +8,7 @@
 //! image as `build.log` on success).
 
 use std::fs::File;
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use super::{BuildOptions, BuiltImage, ImageError};
@@ -25,22 +26,45 @@ pub struct CacheLock {
 impl CacheLock {
     /// Takes the lock for `image_dir`, waiting for another holder to finish.
     pub fn acquire(image_dir: &Path) -> Result<Self, ImageError> {
-        let lock = Self::open(image_dir)?;
-        if let Err(fs4::TryLockError::WouldBlock) = fs4::FileExt::try_lock(&lock.file) {
-            tracing::info!(lock = ?lock.path, "another process is building this image; waiting");
-            fs4::FileExt::lock(&lock.file).map_err(|source| lock.io("lock", source))?;
+        loop {
+            let lock = Self::open(image_dir)?;
+            if let Err(fs4::TryLockError::WouldBlock) = fs4::FileExt::try_lock(&lock.file) {
+                tracing::info!(lock = ?lock.path, "another process is building this image; waiting");
+                fs4::FileExt::lock(&lock.file).map_err(|source| lock.io("lock", source))?;
+            }
+            if lock.still_current() {
+                return Ok(lock);
+            }
         }
-        Ok(lock)
     }
 
     /// Takes the lock if it is free; `None` if another process holds it.
     pub fn try_acquire(image_dir: &Path) -> Result<Option<Self>, ImageError> {
-        let lock = Self::open(image_dir)?;
-        match fs4::FileExt::try_lock(&lock.file) {
-            Ok(()) => Ok(Some(lock)),
-            Err(fs4::TryLockError::WouldBlock) => Ok(None),
-            Err(fs4::TryLockError::Error(source)) => Err(lock.io("lock", source)),
+        loop {
+            let lock = Self::open(image_dir)?;
+            match fs4::FileExt::try_lock(&lock.file) {
+                Ok(()) if lock.still_current() => return Ok(Some(lock)),
+                Ok(()) => continue,
+                Err(fs4::TryLockError::WouldBlock) => return Ok(None),
+                Err(fs4::TryLockError::Error(source)) => return Err(lock.io("lock", source)),
+            }
         }
+    }
+
+    /// Whether the locked file is still the one at the lock path: `prune` deletes lock
+    /// files of removed images while holding them, and a waiter that locked the deleted
+    /// file must start over on the new one.
+    fn still_current(&self) -> bool {
+        match (self.file.metadata(), std::fs::metadata(&self.path)) {
+            (Ok(held), Ok(now)) => held.ino() == now.ino() && held.dev() == now.dev(),
+            _ => false,
+        }
+    }
+
+    /// Deletes the lock file while holding the lock (for images that no longer exist).
+    fn remove(self) -> Result<PathBuf, ImageError> {
+        std::fs::remove_file(&self.path).map_err(|source| self.io("remove", source))?;
+        Ok(self.path.clone())
     }
 
     fn open(image_dir: &Path) -> Result<Self, ImageError> {
@@ -213,29 +237,44 @@ pub fn prune(opts: &BuildOptions, keep: &[String]) -> Result<Vec<PathBuf>, Image
             }
         }
     }
-    // Orphans: temporary dirs and logs of images that no longer exist. Lock files stay:
-    // deleting one while another process waits on it would let two builds run at once.
+    // Orphans: temporary dirs, logs and lock files of images that no longer exist. A lock
+    // file is deleted while held; a process waiting on it notices and retries.
     if let Ok(rd) = std::fs::read_dir(opts.images_dir()) {
         let mut rest: Vec<PathBuf> = rd.filter_map(|e| e.ok().map(|e| e.path())).collect();
-        rest.sort();
+        // Lock files last: taking a lock (re)creates its file.
+        rest.sort_by_key(|p| (p.extension().is_some_and(|e| e == "lock"), p.clone()));
         for p in rest {
             let name = p.file_name().and_then(|n| n.to_str()).unwrap_or_default();
-            let Some(base) = [".tmp", ".log"].iter().find_map(|s| name.strip_suffix(s)) else {
+            let Some(base) = [".tmp", ".log", ".lock"]
+                .iter()
+                .find_map(|s| name.strip_suffix(s))
+            else {
                 continue;
             };
             let image_dir = p.with_file_name(base);
             if image_dir.exists() || !p.exists() {
                 continue;
             }
-            let Some(_lock) = CacheLock::try_acquire(&image_dir)? else {
+            let Some(lock) = CacheLock::try_acquire(&image_dir)? else {
                 continue;
             };
+            if p == lock.path {
+                let lock_file = lock.remove()?;
+                if !removed.contains(&lock_file) {
+                    removed.push(lock_file);
+                }
+                continue;
+            }
             if p.is_dir() {
                 remove_tree(&p)?;
             } else {
                 remove_file(&p)?;
             }
             removed.push(p);
+            let lock_file = lock.remove()?;
+            if !removed.contains(&lock_file) {
+                removed.push(lock_file);
+            }
         }
     }
     Ok(removed)
@@ -340,10 +379,35 @@ mod tests {
         assert!(!old.exists() && !half.exists() && !stale.exists());
         assert!(busy.exists(), "an image under lock is left alone");
         assert!(removed.contains(&old) && removed.contains(&half) && removed.contains(&stale));
+        assert!(!lock_path(&old).exists() && !lock_path(&stale_base(&stale)).exists());
+        assert!(lock_path(&busy).exists());
         drop(busy_lock);
         let removed = prune(&opts(tmp.path()), std::slice::from_ref(&h1)).unwrap();
         assert!(removed.contains(&busy));
         assert_eq!(list(&opts(tmp.path())).unwrap().len(), 1);
+    }
+
+    fn stale_base(tmp: &Path) -> PathBuf {
+        tmp.with_file_name(tmp.file_stem().unwrap())
+    }
+
+    #[test]
+    fn a_waiter_on_a_deleted_lock_file_takes_the_new_one() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("images/x-0123456789ab");
+        let first = CacheLock::acquire(&dir).unwrap();
+        let d = dir.clone();
+        let waiter = std::thread::spawn(move || CacheLock::acquire(&d).unwrap());
+        std::thread::sleep(Duration::from_millis(200));
+        let path = first.remove().unwrap();
+        assert!(!path.exists());
+        let second = waiter.join().unwrap();
+        assert!(
+            second.still_current(),
+            "the waiter must hold the file now at the path"
+        );
+        assert!(lock_path(&dir).exists());
+        assert!(CacheLock::try_acquire(&dir).unwrap().is_none());
     }
 
     #[test]

@@ -42,9 +42,7 @@ use std::path::{Path, PathBuf};
 
 pub use error::ConfigError;
 pub use keys::ignored_reason;
-pub use model::{
-    CgroupMount, ContainerConfig, MountAuto, NetConfig, NetType, ProcMount, SysMount,
-};
+pub use model::{CgroupMount, ContainerConfig, MountAuto, NetConfig, NetType, ProcMount, SysMount};
 pub use parse::{parse_raw_str, read_raw};
 pub use signal::signal_from_name;
 pub use upgrade::{render, upgrade_file, upgrade_text};
@@ -125,7 +123,10 @@ pub struct RawConfig {
 impl RawConfig {
     /// Legacy-key warnings, one line each, in order (the same as [`ContainerConfig::warnings`]).
     pub fn warnings(&self) -> Vec<String> {
-        self.items.iter().filter_map(parse::legacy_warning).collect()
+        self.items
+            .iter()
+            .filter_map(parse::legacy_warning)
+            .collect()
     }
 }
 

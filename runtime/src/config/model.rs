@@ -305,9 +305,34 @@ const CAPS: &[&str] = &[
 
 /// Architectures LXC's `lxc.arch` accepts.
 const ARCHES: &[&str] = &[
-    "arm", "armel", "armhf", "armv7l", "athlon", "i386", "i486", "i586", "i686", "linux32",
-    "mips", "mipsel", "ppc", "powerpc", "x86", "aarch64", "amd64", "arm64", "linux64", "mips64",
-    "mips64el", "ppc64", "ppc64el", "ppc64le", "powerpc64", "riscv64", "s390x", "x86_64",
+    "arm",
+    "armel",
+    "armhf",
+    "armv7l",
+    "athlon",
+    "i386",
+    "i486",
+    "i586",
+    "i686",
+    "linux32",
+    "mips",
+    "mipsel",
+    "ppc",
+    "powerpc",
+    "x86",
+    "aarch64",
+    "amd64",
+    "arm64",
+    "linux64",
+    "mips64",
+    "mips64el",
+    "ppc64",
+    "ppc64el",
+    "ppc64le",
+    "powerpc64",
+    "riscv64",
+    "s390x",
+    "x86_64",
 ];
 
 const LOG_LEVELS: &[&str] = &[
@@ -339,10 +364,15 @@ fn boolean(item: &RawItem) -> Result<bool, ConfigError> {
 }
 
 fn number<T: std::str::FromStr>(item: &RawItem, what: &str) -> Result<T, ConfigError> {
-    item.value.parse::<T>().map_err(|_| bad(item, what.to_string()))
+    item.value
+        .parse::<T>()
+        .map_err(|_| bad(item, what.to_string()))
 }
 
-fn optional<T>(item: &RawItem, f: impl FnOnce(&RawItem) -> Result<T, ConfigError>) -> Result<Option<T>, ConfigError> {
+fn optional<T>(
+    item: &RawItem,
+    f: impl FnOnce(&RawItem) -> Result<T, ConfigError>,
+) -> Result<Option<T>, ConfigError> {
     if item.value.is_empty() {
         Ok(None)
     } else {
@@ -353,7 +383,10 @@ fn optional<T>(item: &RawItem, f: impl FnOnce(&RawItem) -> Result<T, ConfigError
 fn signal(item: &RawItem) -> Result<Option<i32>, ConfigError> {
     optional(item, |i| {
         signal_from_name(&i.value).ok_or_else(|| {
-            bad(i, "a signal name or number, e.g. SIGPWR, PWR, SIGRTMIN+3 or 30")
+            bad(
+                i,
+                "a signal name or number, e.g. SIGPWR, PWR, SIGRTMIN+3 or 30",
+            )
         })
     })
 }
@@ -363,13 +396,17 @@ fn valid_hwaddr(s: &str) -> bool {
     let parts: Vec<&str> = s.split(':').collect();
     parts.len() == 6
         && parts.iter().all(|p| {
-            p.len() == 2 && p.chars().all(|c| c.is_ascii_hexdigit() || c == 'x' || c == 'X')
+            p.len() == 2
+                && p.chars()
+                    .all(|c| c.is_ascii_hexdigit() || c == 'x' || c == 'X')
         })
 }
 
 fn valid_ipv4_address(s: &str) -> bool {
     let mut words = s.split_whitespace();
-    let Some(addr) = words.next() else { return false };
+    let Some(addr) = words.next() else {
+        return false;
+    };
     let bcast_ok = words.next().is_none_or(|b| b.parse::<Ipv4Addr>().is_ok());
     let (ip, prefix) = addr.split_once('/').unwrap_or((addr, "32"));
     bcast_ok
@@ -431,7 +468,9 @@ fn caps(item: &RawItem) -> Result<Vec<String>, ConfigError> {
         let name = lower.strip_prefix("cap_").unwrap_or(&lower);
         let ok = CAPS.contains(&name)
             || (item.key == "lxc.cap.keep" && name == "none")
-            || name.parse::<u8>().is_ok_and(|n| usize::from(n) < CAPS.len());
+            || name
+                .parse::<u8>()
+                .is_ok_and(|n| usize::from(n) < CAPS.len());
         if !ok {
             return Err(bad(
                 item,
@@ -589,7 +628,10 @@ impl NetBuilder {
         match sub {
             "type" => {
                 self.kind = Some(NetType::parse(v).ok_or_else(|| {
-                    bad(item, "one of veth, empty, none, macvlan, ipvlan, vlan, phys, pasta")
+                    bad(
+                        item,
+                        "one of veth, empty, none, macvlan, ipvlan, vlan, phys, pasta",
+                    )
                 })?);
             }
             "flags" => {
@@ -602,7 +644,10 @@ impl NetBuilder {
             "link" => c.link = text(),
             "name" | "veth.pair" => {
                 if v.len() > 15 || v.contains(['/', ' ']) {
-                    return Err(bad(item, "an interface name of at most 15 characters without / or spaces"));
+                    return Err(bad(
+                        item,
+                        "an interface name of at most 15 characters without / or spaces",
+                    ));
                 }
                 if sub == "name" {
                     c.name = text();
@@ -612,18 +657,28 @@ impl NetBuilder {
             }
             "hwaddr" => {
                 if !v.is_empty() && !valid_hwaddr(v) {
-                    return Err(bad(item, "a MAC address like 00:16:3e:xx:xx:xx (x = random hex digit)"));
+                    return Err(bad(
+                        item,
+                        "a MAC address like 00:16:3e:xx:xx:xx (x = random hex digit)",
+                    ));
                 }
                 c.hwaddr = text();
             }
-            "mtu" => c.mtu = optional(item, |i| number::<u32>(i, "an MTU, a whole number of bytes"))?,
+            "mtu" => {
+                c.mtu = optional(item, |i| {
+                    number::<u32>(i, "an MTU, a whole number of bytes")
+                })?
+            }
             "ipv4.address" => {
                 if v.is_empty() {
                     c.ipv4.clear();
                 } else if valid_ipv4_address(v) {
                     c.ipv4.push(v.to_string());
                 } else {
-                    return Err(bad(item, "an IPv4 address with optional prefix and broadcast, e.g. 10.0.3.5/24"));
+                    return Err(bad(
+                        item,
+                        "an IPv4 address with optional prefix and broadcast, e.g. 10.0.3.5/24",
+                    ));
                 }
             }
             "ipv6.address" => {
@@ -632,7 +687,10 @@ impl NetBuilder {
                 } else if valid_ipv6_address(v) {
                     c.ipv6.push(v.to_string());
                 } else {
-                    return Err(bad(item, "an IPv6 address with optional prefix, e.g. fd00::5/64"));
+                    return Err(bad(
+                        item,
+                        "an IPv6 address with optional prefix, e.g. fd00::5/64",
+                    ));
                 }
             }
             "ipv4.gateway" | "ipv6.gateway" => {
@@ -660,10 +718,10 @@ impl NetBuilder {
                     "ipvlan.mode" => one_of(&["l3", "l3s", "l2"])?,
                     "ipvlan.isolation" => one_of(&["bridge", "private", "vepa"])?,
                     "l2proxy" => one_of(&["0", "1"])?,
-                    "vlan.id" | "veth.vlan.id" => {
-                        if !v.is_empty() && !v.parse::<u16>().is_ok_and(|n| n <= 4094) {
-                            return Err(bad(item, "a VLAN id from 0 to 4094"));
-                        }
+                    "vlan.id" | "veth.vlan.id"
+                        if !v.is_empty() && !v.parse::<u16>().is_ok_and(|n| n <= 4094) =>
+                    {
+                        return Err(bad(item, "a VLAN id from 0 to 4094"));
                     }
                     "veth.n_rxqueues" | "veth.n_txqueues" => {
                         optional(item, |i| number::<u32>(i, "a number of queues"))?;
@@ -763,7 +821,10 @@ impl ContainerConfig {
                     self.mount_entries.clear();
                 } else {
                     if v.split_whitespace().count() < 3 {
-                        return Err(bad(item, "an fstab line: SOURCE TARGET TYPE [OPTIONS [DUMP [PASS]]]"));
+                        return Err(bad(
+                            item,
+                            "an fstab line: SOURCE TARGET TYPE [OPTIONS [DUMP [PASS]]]",
+                        ));
                     }
                     self.mount_entries.push(located(item, v.to_string()));
                 }
@@ -785,7 +846,10 @@ impl ContainerConfig {
                 self.init_cmd = if v.is_empty() {
                     None
                 } else {
-                    Some(split_words(v).ok_or_else(|| bad(item, "a command line with matched quotes"))?)
+                    Some(
+                        split_words(v)
+                            .ok_or_else(|| bad(item, "a command line with matched quotes"))?,
+                    )
                 }
             }
             "lxc.init.cwd" => {
@@ -794,8 +858,12 @@ impl ContainerConfig {
                 }
                 self.init_cwd = path();
             }
-            "lxc.init.uid" => self.init_uid = optional(item, |i| number(i, "a uid from 0 to 4294967295"))?,
-            "lxc.init.gid" => self.init_gid = optional(item, |i| number(i, "a gid from 0 to 4294967295"))?,
+            "lxc.init.uid" => {
+                self.init_uid = optional(item, |i| number(i, "a uid from 0 to 4294967295"))?
+            }
+            "lxc.init.gid" => {
+                self.init_gid = optional(item, |i| number(i, "a gid from 0 to 4294967295"))?
+            }
             "lxc.signal.halt" => self.signal_halt = signal(item)?,
             "lxc.signal.reboot" => self.signal_reboot = signal(item)?,
             "lxc.signal.stop" => self.signal_stop = signal(item)?,
@@ -813,15 +881,24 @@ impl ContainerConfig {
                 } else {
                     match std::env::var(v) {
                         Ok(value) => self.environment.push((v.to_string(), value)),
-                        Err(_) => tracing::debug!(name = v, at = %item.at, "lxc.environment names a variable that is not set; skipped"),
+                        Err(_) => {
+                            tracing::debug!(name = v, at = %item.at, "lxc.environment names a variable that is not set; skipped")
+                        }
                     }
                 }
             }
-            "lxc.tty.max" => self.tty_max = optional(item, |i| number(i, "a number of ttys"))?.unwrap_or(0),
+            "lxc.tty.max" => {
+                self.tty_max = optional(item, |i| number(i, "a number of ttys"))?.unwrap_or(0)
+            }
             "lxc.pty.max" => self.pty_max = optional(item, |i| number(i, "a number of ptys"))?,
             "lxc.start.auto" => self.start_auto = v.is_empty() || boolean(item)?,
-            "lxc.start.delay" => self.start_delay = optional(item, |i| number(i, "a number of seconds"))?.unwrap_or(0),
-            "lxc.start.order" => self.start_order = optional(item, |i| number(i, "a whole number"))?.unwrap_or(0),
+            "lxc.start.delay" => {
+                self.start_delay =
+                    optional(item, |i| number(i, "a number of seconds"))?.unwrap_or(0)
+            }
+            "lxc.start.order" => {
+                self.start_order = optional(item, |i| number(i, "a whole number"))?.unwrap_or(0)
+            }
             "lxc.group" => {
                 if v.is_empty() {
                     self.groups.clear();
@@ -845,7 +922,10 @@ impl ContainerConfig {
                     || LOG_LEVELS.contains(&lower.as_str())
                     || lower.parse::<u8>().is_ok_and(|n| n <= 8);
                 if !ok {
-                    return Err(bad(item, format!("a number 0-8 or one of {}", LOG_LEVELS.join(", "))));
+                    return Err(bad(
+                        item,
+                        format!("a number 0-8 or one of {}", LOG_LEVELS.join(", ")),
+                    ));
                 }
                 self.log_level = (!lower.is_empty()).then_some(lower);
             }
@@ -858,7 +938,11 @@ impl ContainerConfig {
         Ok(())
     }
 
-    fn apply_prefixed(&mut self, item: &RawItem, nets: &mut BTreeMap<u32, NetBuilder>) -> Result<(), ConfigError> {
+    fn apply_prefixed(
+        &mut self,
+        item: &RawItem,
+        nets: &mut BTreeMap<u32, NetBuilder>,
+    ) -> Result<(), ConfigError> {
         let v = item.value.as_str();
         let key = item.key.as_str();
         if let Some((n, sub)) = keys::split_net_key(key) {
@@ -873,13 +957,15 @@ impl ContainerConfig {
             if v.is_empty() {
                 self.cgroup2.retain(|x| x.value.0 != k);
             } else {
-                self.cgroup2.push(located(item, (k.to_string(), v.to_string())));
+                self.cgroup2
+                    .push(located(item, (k.to_string(), v.to_string())));
             }
         } else if let Some(k) = key.strip_prefix("lxc.cgroup.") {
             if v.is_empty() {
                 self.cgroup1.retain(|x| x.value.0 != k);
             } else {
-                self.cgroup1.push(located(item, (k.to_string(), v.to_string())));
+                self.cgroup1
+                    .push(located(item, (k.to_string(), v.to_string())));
             }
         } else if let Some(k) = key.strip_prefix("lxc.sysctl.") {
             if v.is_empty() {
@@ -899,7 +985,8 @@ impl ContainerConfig {
             if v.is_empty() {
                 self.hooks.retain(|x| x.value.0 != k);
             } else {
-                self.hooks.push(located(item, (k.to_string(), v.to_string())));
+                self.hooks
+                    .push(located(item, (k.to_string(), v.to_string())));
             }
         } else {
             // classify() accepted the key, so it must be handled above or ignored

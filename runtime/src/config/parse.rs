@@ -32,7 +32,9 @@ pub(super) fn split_line(line: &str) -> Option<Line<'_>> {
     let mut rest = &line[eq + 1..];
     let mut comment = None;
     let bytes = rest.as_bytes();
-    if let Some(i) = (1..bytes.len()).find(|&i| bytes[i] == b'#' && bytes[i - 1].is_ascii_whitespace()) {
+    if let Some(i) =
+        (1..bytes.len()).find(|&i| bytes[i] == b'#' && bytes[i - 1].is_ascii_whitespace())
+    {
         comment = Some(eq + 1 + i);
         rest = &rest[..i];
     }
@@ -100,7 +102,11 @@ impl Parser {
     }
 
     /// The current spelling of `key` and, when it was a legacy key, the legacy key.
-    pub(super) fn translate(&mut self, key: &str, at: &Location) -> Result<(String, Option<String>), ConfigError> {
+    pub(super) fn translate(
+        &mut self,
+        key: &str,
+        at: &Location,
+    ) -> Result<(String, Option<String>), ConfigError> {
         if key == keys::DROPPED_LEGACY {
             return Ok((key.to_string(), Some(key.to_string())));
         }
@@ -159,11 +165,22 @@ impl Parser {
                 path = dir.join(path);
             }
         }
-        let meta = std::fs::metadata(&path).map_err(|source| ConfigError::Include {
-            at: at.clone(),
-            path: path.clone(),
-            source,
-        })?;
+        let meta = match std::fs::metadata(&path) {
+            Ok(m) => m,
+            // LXC treats `lxc.include = DIR/` as a directory include and skips an absent
+            // one (Debian's userns.conf includes a userns.conf.d/ it does not ship)
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && value.ends_with('/') => {
+                tracing::debug!(dir = ?path, at = %at, "included directory is absent; skipped");
+                return Ok(());
+            }
+            Err(source) => {
+                return Err(ConfigError::Include {
+                    at: at.clone(),
+                    path,
+                    source,
+                })
+            }
+        };
         if meta.is_dir() {
             let rd = std::fs::read_dir(&path).map_err(|source| ConfigError::Include {
                 at: at.clone(),

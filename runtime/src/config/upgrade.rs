@@ -43,7 +43,10 @@ pub fn upgrade_text(text: &str, origin: &Path) -> Result<(String, Vec<String>), 
         if let Some((old, new)) = renames.get(&n) {
             let start = line.find(key).unwrap_or(indent.len());
             if old == keys::DROPPED_LEGACY {
-                line = format!("{indent}# {} (removed: unused since LXC 3)", line.trim_start());
+                line = format!(
+                    "{indent}# {} (removed: unused since LXC 3)",
+                    line.trim_start()
+                );
                 changes.push(format!("{at}: {old} -> (commented out)"));
             } else {
                 line = format!("{}{new}{}", &line[..start], &line[start + key.len()..]);
@@ -77,10 +80,15 @@ pub fn upgrade_file(path: &Path) -> Result<Vec<String>, ConfigError> {
         Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
         _ => PathBuf::from("."),
     };
-    let name = path.file_name().map_or_else(|| "config".into(), |n| n.to_string_lossy().into_owned());
+    let name = path
+        .file_name()
+        .map_or_else(|| "config".into(), |n| n.to_string_lossy().into_owned());
     let tmp = dir.join(format!(".{name}.ulxc-upgrade.{}", std::process::id()));
     let result = (|| {
-        let mut f = std::fs::OpenOptions::new().write(true).create_new(true).open(&tmp)?;
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&tmp)?;
         f.write_all(new_text.as_bytes())?;
         f.set_permissions(perms)?;
         f.sync_all()?;

@@ -36,7 +36,9 @@ impl Template {
         let usage = |m: String| ContainerError::Usage(m);
         let mut it = args.iter();
         let take = |flag: &str, it: &mut std::slice::Iter<'_, String>| {
-            it.next().cloned().ok_or_else(|| usage(format!("template option {flag} needs a value")))
+            it.next()
+                .cloned()
+                .ok_or_else(|| usage(format!("template option {flag} needs a value")))
         };
         match name {
             "busybox" => {
@@ -92,8 +94,11 @@ pub fn container_idmap(cfg: &ContainerConfig, caller: &Caller) -> Result<IdMap, 
             caller.tilde(&config::default_user_config_path()),
         )));
     }
-    let lines: Vec<(IdMapLine, String)> =
-        cfg.idmaps.iter().map(|l| (l.value, l.at.to_string())).collect();
+    let lines: Vec<(IdMapLine, String)> = cfg
+        .idmaps
+        .iter()
+        .map(|l| (l.value, l.at.to_string()))
+        .collect();
     idmap::check_allowed(&lines, &uid_ranges, &gid_ranges, caller.uid, caller.gid)?;
     let plain: Vec<IdMapLine> = lines.iter().map(|(l, _)| *l).collect();
     Ok(IdMap::from_lines(&plain)?)
@@ -135,7 +140,10 @@ pub fn create(
     paths::check_lxcpath(lxcpath, caller, true)?;
     let dir = ContainerDir::new(lxcpath, name_arg);
     if std::fs::symlink_metadata(&dir.dir).is_ok() {
-        return Err(ContainerError::Exists { name: name_arg.into(), lxcpath: caller.tilde(lxcpath) });
+        return Err(ContainerError::Exists {
+            name: name_arg.into(),
+            lxcpath: caller.tilde(lxcpath),
+        });
     }
 
     // Everything that can be checked is checked before anything is made.
@@ -147,7 +155,8 @@ pub fn create(
     };
     let mut notes = Vec::new();
     let base_text = match &base_path {
-        Some(p) => std::fs::read_to_string(p).map_err(io_err(format!("cannot read {}", caller.tilde(p))))?,
+        Some(p) => std::fs::read_to_string(p)
+            .map_err(io_err(format!("cannot read {}", caller.tilde(p))))?,
         None => String::new(),
     };
     let origin = base_path.clone().unwrap_or_else(|| dir.config());
@@ -168,11 +177,18 @@ pub fn create(
     let cfg = config::ContainerConfig::from_raw(&config::parse_raw_str(&text, &origin)?)?;
     let map = container_idmap(&cfg, caller)?;
     let template_text = match template {
-        Template::Local { rootfs, config: extra } => {
-            std::fs::File::open(rootfs).map_err(io_err(format!("cannot open the rootfs tarball {}", rootfs.display())))?;
+        Template::Local {
+            rootfs,
+            config: extra,
+        } => {
+            std::fs::File::open(rootfs).map_err(io_err(format!(
+                "cannot open the rootfs tarball {}",
+                rootfs.display()
+            )))?;
             match extra {
                 Some(p) => {
-                    let t = std::fs::read_to_string(p).map_err(io_err(format!("cannot read {}", p.display())))?;
+                    let t = std::fs::read_to_string(p)
+                        .map_err(io_err(format!("cannot read {}", p.display())))?;
                     config::parse_raw_str(&t, p)?;
                     Some(t)
                 }
@@ -191,7 +207,8 @@ pub fn create(
     if let Some(p) = &base_path {
         text = format!("# from {}\n{text}", caller.tilde(p));
     }
-    std::fs::create_dir(&dir.dir).map_err(io_err(format!("cannot create {}", dir.dir.display())))?;
+    std::fs::create_dir(&dir.dir)
+        .map_err(io_err(format!("cannot create {}", dir.dir.display())))?;
     match build(&dir, template, template_text, text, &map, caller) {
         Ok(more) => {
             notes.extend(more);
@@ -216,20 +233,31 @@ fn build(
     caller: &Caller,
 ) -> Result<Vec<String>, ContainerError> {
     let helper = helper_map(map, caller);
-    let (caller_ns_uid, caller_ns_gid) = helper.caller_ns_ids(caller.uid, caller.gid).unwrap_or((0, 0));
+    let (caller_ns_uid, caller_ns_gid) = helper
+        .caller_ns_ids(caller.uid, caller.gid)
+        .unwrap_or((0, 0));
     let rootfs = dir.rootfs();
     let summary_path = dir.dir.join(".create-summary");
     let tpl = template.clone();
     let rootfs_in = rootfs.clone();
     let summary_in = summary_path.clone();
     in_helper_ns(&helper, move || {
-        std::fs::create_dir(&rootfs_in).map_err(|e| format!("cannot create {}: {e}", rootfs_in.display()))?;
+        std::fs::create_dir(&rootfs_in)
+            .map_err(|e| format!("cannot create {}: {e}", rootfs_in.display()))?;
         let mut template_lines = Vec::new();
         let mut summary = String::new();
         match &tpl {
-            Template::Local { rootfs: tarball, .. } => {
-                let s = image::unpack_tarball(tarball, &rootfs_in, &image::UnpackOptions { preserve_owners: true })
-                    .map_err(|e| e.to_string())?;
+            Template::Local {
+                rootfs: tarball, ..
+            } => {
+                let s = image::unpack_tarball(
+                    tarball,
+                    &rootfs_in,
+                    &image::UnpackOptions {
+                        preserve_owners: true,
+                    },
+                )
+                .map_err(|e| e.to_string())?;
                 if let Some(line) = s.skipped_devices_line() {
                     summary = line;
                 }
@@ -239,7 +267,8 @@ fn build(
                 template_lines = out.config_lines;
             }
         }
-        chown_tree_from(&rootfs_in, caller_ns_uid, caller_ns_gid).map_err(|e| format!("cannot hand the rootfs to the container's root: {e}"))?;
+        chown_tree_from(&rootfs_in, caller_ns_uid, caller_ns_gid)
+            .map_err(|e| format!("cannot hand the rootfs to the container's root: {e}"))?;
         let mut out = summary;
         out.push('\u{1}');
         for (k, v) in template_lines {
@@ -266,7 +295,8 @@ fn build(
         rootfs.display(),
         dir.name
     ));
-    std::fs::write(dir.config(), &config_text).map_err(io_err(format!("cannot write {}", dir.config().display())))?;
+    std::fs::write(dir.config(), &config_text)
+        .map_err(io_err(format!("cannot write {}", dir.config().display())))?;
     // The written config must load, or the container is useless.
     config::load(&dir.config())?;
     let mut notes = Vec::new();
@@ -299,7 +329,11 @@ fn chown_tree_from(root: &Path, uid: u32, gid: u32) -> std::io::Result<()> {
 
 /// Removes a container's directory from inside its mapped namespace, so that files of
 /// every mapped id can go; never follows links, never leaves the file system.
-pub fn remove_container_dir(dir: &ContainerDir, map: &IdMap, caller: &Caller) -> Result<(), ContainerError> {
+pub fn remove_container_dir(
+    dir: &ContainerDir,
+    map: &IdMap,
+    caller: &Caller,
+) -> Result<(), ContainerError> {
     let meta = match std::fs::symlink_metadata(&dir.dir) {
         Ok(m) => m,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
@@ -313,5 +347,9 @@ pub fn remove_container_dir(dir: &ContainerDir, map: &IdMap, caller: &Caller) ->
     }
     let helper = helper_map(map, caller);
     let target = dir.dir.clone();
-    in_helper_ns(&helper, move || image::remove_tree(&target).map(|()| 0).map_err(|e| e.to_string()))
+    in_helper_ns(&helper, move || {
+        image::remove_tree(&target)
+            .map(|()| 0)
+            .map_err(|e| e.to_string())
+    })
 }

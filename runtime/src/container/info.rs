@@ -34,14 +34,19 @@ pub struct Listing {
 
 /// Lists the containers under `lxcpath` (directories holding a `config`), by name.
 pub fn list(lxcpath: &Path) -> Vec<Listing> {
-    let Ok(entries) = std::fs::read_dir(lxcpath) else { return Vec::new() };
+    let Ok(entries) = std::fs::read_dir(lxcpath) else {
+        return Vec::new();
+    };
     let mut names: Vec<String> = entries
         .filter_map(Result::ok)
         .filter(|e| e.path().join("config").is_file())
         .filter_map(|e| e.file_name().into_string().ok())
         .collect();
     names.sort();
-    names.iter().map(|n| describe(&ContainerDir::new(lxcpath, n))).collect()
+    names
+        .iter()
+        .map(|n| describe(&ContainerDir::new(lxcpath, n)))
+        .collect()
 }
 
 /// Describes one container.
@@ -69,8 +74,12 @@ pub fn describe(dir: &ContainerDir) -> Listing {
 /// link-local IPv6, read from `/proc/PID/net` (no need to enter the namespace).
 pub fn addresses(pid: Pid) -> (Vec<String>, Vec<String>) {
     let base = format!("/proc/{}/net", pid.as_raw());
-    let v4 = std::fs::read_to_string(format!("{base}/fib_trie")).map(|t| parse_fib_trie_locals(&t)).unwrap_or_default();
-    let v6 = std::fs::read_to_string(format!("{base}/if_inet6")).map(|t| parse_if_inet6(&t)).unwrap_or_default();
+    let v4 = std::fs::read_to_string(format!("{base}/fib_trie"))
+        .map(|t| parse_fib_trie_locals(&t))
+        .unwrap_or_default();
+    let v6 = std::fs::read_to_string(format!("{base}/if_inet6"))
+        .map(|t| parse_if_inet6(&t))
+        .unwrap_or_default();
     (v4, v6)
 }
 
@@ -118,7 +127,15 @@ fn dash_join(items: &[String]) -> String {
 
 /// LXC's `ls --fancy` table: NAME STATE AUTOSTART GROUPS IPV4 IPV6 UNPRIVILEGED.
 pub fn render_fancy(rows: &[Listing]) -> String {
-    let header = ["NAME", "STATE", "AUTOSTART", "GROUPS", "IPV4", "IPV6", "UNPRIVILEGED"];
+    let header = [
+        "NAME",
+        "STATE",
+        "AUTOSTART",
+        "GROUPS",
+        "IPV4",
+        "IPV6",
+        "UNPRIVILEGED",
+    ];
     let cells: Vec<[String; 7]> = rows
         .iter()
         .map(|r| {
@@ -141,7 +158,13 @@ pub fn render_fancy(rows: &[Listing]) -> String {
     }
     let mut out = String::new();
     let line = |cols: Vec<&str>| -> String {
-        cols.iter().zip(&widths).map(|(c, w)| format!("{c:<w$} ")).collect::<String>().trim_end().to_string() + "\n"
+        cols.iter()
+            .zip(&widths)
+            .map(|(c, w)| format!("{c:<w$} "))
+            .collect::<String>()
+            .trim_end()
+            .to_string()
+            + "\n"
     };
     out.push_str(&line(header.to_vec()));
     for row in &cells {
@@ -157,7 +180,11 @@ pub fn render_json(rows: &[Listing]) -> String {
         version: u32,
         containers: &'a [Listing],
     }
-    serde_json::to_string_pretty(&Doc { version: 1, containers: rows }).unwrap_or_default()
+    serde_json::to_string_pretty(&Doc {
+        version: 1,
+        containers: rows,
+    })
+    .unwrap_or_default()
 }
 
 /// What `ulxc info` prints.
@@ -175,23 +202,37 @@ pub fn info(dir: &ContainerDir) -> Info {
     let listing = describe(dir);
     let run = state::observe(dir).run;
     let memory_bytes = run.as_ref().and_then(|r| {
-        let from_cgroup = r.cgroup.as_ref().and_then(|p| std::fs::read_to_string(p.join("memory.current")).ok()).and_then(|s| s.trim().parse().ok());
+        let from_cgroup = r
+            .cgroup
+            .as_ref()
+            .and_then(|p| std::fs::read_to_string(p.join("memory.current")).ok())
+            .and_then(|s| s.trim().parse().ok());
         from_cgroup.or_else(|| rss_of_pidns(Pid::from_raw(r.init_pid)))
     });
-    Info { listing, memory_bytes }
+    Info {
+        listing,
+        memory_bytes,
+    }
 }
 
 fn rss_of_pidns(init: Pid) -> Option<u64> {
     let ns = sys::ns::namespace_id(init, "pid")?;
     let mut total = 0u64;
     for entry in std::fs::read_dir("/proc").ok()?.filter_map(Result::ok) {
-        let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else { continue };
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
         let pid = Pid::from_raw(pid);
         if sys::ns::namespace_id(pid, "pid") != Some(ns) {
             continue;
         }
-        let status = std::fs::read_to_string(format!("/proc/{}/status", pid.as_raw())).unwrap_or_default();
-        if let Some(kb) = status.lines().find_map(|l| l.strip_prefix("VmRSS:")).and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok()) {
+        let status =
+            std::fs::read_to_string(format!("/proc/{}/status", pid.as_raw())).unwrap_or_default();
+        if let Some(kb) = status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        {
             total += kb * 1024;
         }
     }
@@ -201,7 +242,13 @@ fn rss_of_pidns(init: Pid) -> Option<u64> {
 /// Renders `info` as `lxc-info` does.
 pub fn render_info(info: &Info) -> String {
     let l = &info.listing;
-    let mut out = format!("{:<16}{}\n{:<16}{}\n", "Name:", l.name, "State:", l.state.as_str());
+    let mut out = format!(
+        "{:<16}{}\n{:<16}{}\n",
+        "Name:",
+        l.name,
+        "State:",
+        l.state.as_str()
+    );
     if let Some(pid) = l.pid {
         out.push_str(&format!("{:<16}{pid}\n", "PID:"));
     }
@@ -209,7 +256,11 @@ pub fn render_info(info: &Info) -> String {
         out.push_str(&format!("{:<16}{ip}\n", "IP:"));
     }
     if let Some(m) = info.memory_bytes {
-        out.push_str(&format!("{:<16}{:.2} MiB\n", "Memory use:", m as f64 / 1048576.0));
+        out.push_str(&format!(
+            "{:<16}{:.2} MiB\n",
+            "Memory use:",
+            m as f64 / 1048576.0
+        ));
     }
     out
 }
@@ -233,7 +284,18 @@ mod tests {
         let text = render_fancy(&rows);
         let mut lines = text.lines();
         let head: Vec<&str> = lines.next().unwrap().split_whitespace().collect();
-        assert_eq!(head, ["NAME", "STATE", "AUTOSTART", "GROUPS", "IPV4", "IPV6", "UNPRIVILEGED"]);
+        assert_eq!(
+            head,
+            [
+                "NAME",
+                "STATE",
+                "AUTOSTART",
+                "GROUPS",
+                "IPV4",
+                "IPV6",
+                "UNPRIVILEGED"
+            ]
+        );
         let row = lines.next().unwrap();
         assert!(row.starts_with("stretch RUNNING"), "{row}");
         assert!(row.contains("10.0.3.5, 10.0.3.6"), "{row}");

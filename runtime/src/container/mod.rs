@@ -44,7 +44,9 @@ pub enum ContainerError {
         hint: String,
     },
     /// The container exists already.
-    #[error("container {name} already exists in {lxcpath}; destroy it first or choose another name")]
+    #[error(
+        "container {name} already exists in {lxcpath}; destroy it first or choose another name"
+    )]
     Exists {
         /// The name.
         name: String,
@@ -75,19 +77,19 @@ pub enum ContainerError {
     },
     /// The configuration is wrong.
     #[error(transparent)]
-    Config(#[from] crate::config::ConfigError),
+    Config(Box<crate::config::ConfigError>),
     /// The id mapping is wrong or cannot be written.
     #[error(transparent)]
-    IdMap(#[from] crate::idmap::IdMapError),
+    IdMap(Box<crate::idmap::IdMapError>),
     /// Building or removing a rootfs failed.
     #[error(transparent)]
-    Image(#[from] crate::image::ImageError),
+    Image(Box<crate::image::ImageError>),
     /// A cgroup operation failed.
     #[error(transparent)]
-    Cgroup(#[from] crate::cgroup::CgroupError),
+    Cgroup(Box<crate::cgroup::CgroupError>),
     /// Running in a user namespace failed.
     #[error(transparent)]
-    Userns(#[from] crate::userns::UsernsError),
+    Userns(Box<crate::userns::UsernsError>),
     /// The container could not be started.
     #[error("cannot start container {name}: {why}")]
     Start {
@@ -121,7 +123,11 @@ pub(crate) fn io_err(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> 
 
 /// Resolves `-P`/`-n` into a container directory that must exist; when it does not, the
 /// error says where else the user has containers of that name.
-pub fn existing(lxcpath: &std::path::Path, name_arg: &str, caller: &Caller) -> Result<ContainerDir, ContainerError> {
+pub fn existing(
+    lxcpath: &std::path::Path,
+    name_arg: &str,
+    caller: &Caller,
+) -> Result<ContainerDir, ContainerError> {
     name::validate(name_arg)?;
     let dir = ContainerDir::new(lxcpath, name_arg);
     if dir.exists() {
@@ -138,7 +144,45 @@ pub fn existing(lxcpath: &std::path::Path, name_arg: &str, caller: &Caller) -> R
     let hint = if elsewhere.is_empty() {
         "; `ulxc ls` lists the containers there".to_string()
     } else {
-        format!("; it exists in {}: add -P {}", elsewhere.join(", "), elsewhere[0])
+        format!(
+            "; it exists in {}: add -P {}",
+            elsewhere.join(", "),
+            elsewhere[0]
+        )
     };
-    Err(ContainerError::NotFound { name: name_arg.to_string(), lxcpath: caller.tilde(lxcpath), hint })
+    Err(ContainerError::NotFound {
+        name: name_arg.to_string(),
+        lxcpath: caller.tilde(lxcpath),
+        hint,
+    })
+}
+
+impl From<crate::config::ConfigError> for ContainerError {
+    fn from(e: crate::config::ConfigError) -> Self {
+        ContainerError::Config(Box::new(e))
+    }
+}
+
+impl From<crate::idmap::IdMapError> for ContainerError {
+    fn from(e: crate::idmap::IdMapError) -> Self {
+        ContainerError::IdMap(Box::new(e))
+    }
+}
+
+impl From<crate::image::ImageError> for ContainerError {
+    fn from(e: crate::image::ImageError) -> Self {
+        ContainerError::Image(Box::new(e))
+    }
+}
+
+impl From<crate::cgroup::CgroupError> for ContainerError {
+    fn from(e: crate::cgroup::CgroupError) -> Self {
+        ContainerError::Cgroup(Box::new(e))
+    }
+}
+
+impl From<crate::userns::UsernsError> for ContainerError {
+    fn from(e: crate::userns::UsernsError) -> Self {
+        ContainerError::Userns(Box::new(e))
+    }
 }

@@ -16,12 +16,18 @@ pub struct NameError {
 /// Checks a container name: 1 to 64 bytes, no `/`, no NUL or other control
 /// characters, no white space, not `.` or `..` and no `..` inside, not starting with `-`.
 pub fn validate(name: &str) -> Result<(), NameError> {
-    let err = |why: &str| NameError { shown: format!("{name:?}"), why: why.to_string() };
+    let err = |why: &str| NameError {
+        shown: format!("{name:?}"),
+        why: why.to_string(),
+    };
     if name.is_empty() {
         return Err(err("it is empty"));
     }
     if name.len() > MAX_NAME_LEN {
-        return Err(err(&format!("it is {} bytes long; at most {MAX_NAME_LEN} are allowed", name.len())));
+        return Err(err(&format!(
+            "it is {} bytes long; at most {MAX_NAME_LEN} are allowed",
+            name.len()
+        )));
     }
     if name.contains('/') {
         return Err(err("it contains `/`"));
@@ -70,6 +76,9 @@ mod tests {
             assert!(e.to_string().contains(why), "{name:?}: {e}");
         }
         let long = "x".repeat(65);
-        assert!(validate(&long).unwrap_err().to_string().contains("65 bytes"));
+        assert!(validate(&long)
+            .unwrap_err()
+            .to_string()
+            .contains("65 bytes"));
     }
 }

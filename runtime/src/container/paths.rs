@@ -25,12 +25,20 @@ impl Caller {
         let uid = nix::unistd::getuid();
         let gid = nix::unistd::getgid();
         let entry = nix::unistd::User::from_uid(uid).ok().flatten();
-        let name = entry.as_ref().map(|u| u.name.clone()).unwrap_or_else(|| uid.to_string());
+        let name = entry
+            .as_ref()
+            .map(|u| u.name.clone())
+            .unwrap_or_else(|| uid.to_string());
         let home = std::env::var_os("HOME")
             .map(PathBuf::from)
             .or_else(|| entry.map(|u| u.dir))
             .unwrap_or_else(|| PathBuf::from("/"));
-        Self { uid: uid.as_raw(), gid: gid.as_raw(), name, home }
+        Self {
+            uid: uid.as_raw(),
+            gid: gid.as_raw(),
+            name,
+            home,
+        }
     }
 
     /// Shows `path` with the home directory written as `~`.
@@ -67,7 +75,9 @@ impl Caller {
     /// Where ulxc remembers which container directories this user has used, so that a
     /// "not found" can say which `-P` was probably meant.
     pub fn lxcpath_registry(&self) -> PathBuf {
-        self.xdg_dir("XDG_STATE_HOME", ".local/state").join("ulxc").join("lxcpaths")
+        self.xdg_dir("XDG_STATE_HOME", ".local/state")
+            .join("ulxc")
+            .join("lxcpaths")
     }
 }
 
@@ -76,7 +86,9 @@ impl Caller {
 pub fn resolve_lxcpath(arg: Option<&Path>, caller: &Caller) -> Result<PathBuf, ContainerError> {
     match arg {
         None => Ok(caller.default_lxcpath()),
-        Some(p) if p.as_os_str().is_empty() => Err(ContainerError::Usage("-P needs a directory".into())),
+        Some(p) if p.as_os_str().is_empty() => {
+            Err(ContainerError::Usage("-P needs a directory".into()))
+        }
         Some(p) if p.is_absolute() => Ok(normalize(p)),
         Some(p) => {
             let cwd = std::env::current_dir().map_err(|e| ContainerError::Io {
@@ -113,7 +125,11 @@ pub fn check_lxcpath(lxcpath: &Path, caller: &Caller, create: bool) -> Result<()
             hint: hint_for(caller, lxcpath),
         }),
         Ok(meta) => {
-            let writable = nix::unistd::access(lxcpath, nix::unistd::AccessFlags::W_OK | nix::unistd::AccessFlags::X_OK).is_ok();
+            let writable = nix::unistd::access(
+                lxcpath,
+                nix::unistd::AccessFlags::W_OK | nix::unistd::AccessFlags::X_OK,
+            )
+            .is_ok();
             if writable {
                 return Ok(());
             }
@@ -151,9 +167,16 @@ pub fn check_lxcpath(lxcpath: &Path, caller: &Caller, create: bool) -> Result<()
 
 fn hint_for(caller: &Caller, lxcpath: &Path) -> String {
     let known = known_lxcpaths(caller);
-    let others: Vec<String> = known.iter().filter(|p| p.as_path() != lxcpath).map(|p| caller.tilde(p)).collect();
+    let others: Vec<String> = known
+        .iter()
+        .filter(|p| p.as_path() != lxcpath)
+        .map(|p| caller.tilde(p))
+        .collect();
     if others.is_empty() {
-        format!("use -P with a directory of yours, e.g. -P {}", caller.tilde(&caller.default_lxcpath()))
+        format!(
+            "use -P with a directory of yours, e.g. -P {}",
+            caller.tilde(&caller.default_lxcpath())
+        )
     } else {
         format!("you have used -P {} before", others.join(", -P "))
     }
@@ -208,7 +231,11 @@ pub struct ContainerDir {
 impl ContainerDir {
     /// The directory of container `name` under `lxcpath` (the name must be valid).
     pub fn new(lxcpath: &Path, name: &str) -> Self {
-        Self { lxcpath: lxcpath.to_path_buf(), name: name.to_string(), dir: lxcpath.join(name) }
+        Self {
+            lxcpath: lxcpath.to_path_buf(),
+            name: name.to_string(),
+            dir: lxcpath.join(name),
+        }
     }
 
     /// The container's configuration file.
@@ -250,7 +277,12 @@ mod tests {
     use super::*;
 
     fn caller() -> Caller {
-        Caller { uid: 1000, gid: 1000, name: "u".into(), home: PathBuf::from("/home/u") }
+        Caller {
+            uid: 1000,
+            gid: 1000,
+            name: "u".into(),
+            home: PathBuf::from("/home/u"),
+        }
     }
 
     #[test]
@@ -265,7 +297,10 @@ mod tests {
     #[test]
     fn tilde_shortens_home() {
         let c = caller();
-        assert_eq!(c.tilde(Path::new("/home/u/.local/share/lxc")), "~/.local/share/lxc");
+        assert_eq!(
+            c.tilde(Path::new("/home/u/.local/share/lxc")),
+            "~/.local/share/lxc"
+        );
         assert_eq!(c.tilde(Path::new("/home/u")), "~");
         assert_eq!(c.tilde(Path::new("/var/lib/lxc")), "/var/lib/lxc");
     }

@@ -53,8 +53,14 @@ pub fn parse_mount_entry(line: &str) -> Result<MountEntry, String> {
         ));
     }
     let target = fields[1].trim_start_matches('/');
-    if Path::new(target).components().any(|c| matches!(c, std::path::Component::ParentDir)) {
-        return Err(format!("target `{}` leaves the rootfs through `..`", fields[1]));
+    if Path::new(target)
+        .components()
+        .any(|c| matches!(c, std::path::Component::ParentDir))
+    {
+        return Err(format!(
+            "target `{}` leaves the rootfs through `..`",
+            fields[1]
+        ));
     }
     let mut flags = Flags::empty();
     let mut data = Vec::new();
@@ -150,9 +156,18 @@ fn step<T>(what: &str, r: Result<T, sys::Errno>) -> Result<T, String> {
 }
 
 fn setup(plan: &SetupPlan) -> Result<(), String> {
-    step("cannot create the cgroup namespace", sys::ns::unshare_cgroup())?;
-    step("cannot set the host name", sys::ns::set_hostname(&plan.hostname))?;
-    step("cannot make mounts private", sys::mount::make_rprivate_root())?;
+    step(
+        "cannot create the cgroup namespace",
+        sys::ns::unshare_cgroup(),
+    )?;
+    step(
+        "cannot set the host name",
+        sys::ns::set_hostname(&plan.hostname),
+    )?;
+    step(
+        "cannot make mounts private",
+        sys::mount::make_rprivate_root(),
+    )?;
     step(
         &format!("cannot bind-mount the rootfs {}", plan.rootfs.display()),
         sys::mount::bind(&plan.rootfs, &plan.rootfs, true),
@@ -162,10 +177,16 @@ fn setup(plan: &SetupPlan) -> Result<(), String> {
         nix::unistd::chdir(&plan.rootfs),
     )?;
     let console = match &plan.console_path {
-        Some(p) => Some(step(&format!("cannot open the console {}", p.display()), sys::mount::open_path(p))?),
+        Some(p) => Some(step(
+            &format!("cannot open the console {}", p.display()),
+            sys::mount::open_path(p),
+        )?),
         None => None,
     };
-    step("cannot become root in the user namespace", sys::ns::become_root())?;
+    step(
+        "cannot become root in the user namespace",
+        sys::ns::become_root(),
+    )?;
     mount_auto(&plan.mount_auto)?;
     populate_dev(console.as_ref())?;
     for entry in &plan.mount_entries {
@@ -177,16 +198,25 @@ fn setup(plan: &SetupPlan) -> Result<(), String> {
             }
         }
     }
-    step("cannot pivot_root into the rootfs", sys::mount::pivot_to_cwd())?;
+    step(
+        "cannot pivot_root into the rootfs",
+        sys::mount::pivot_to_cwd(),
+    )?;
     for cap in &plan.drop_caps {
-        step(&format!("cannot drop capability {cap}"), sys::caps::drop_bounding(*cap))?;
+        step(
+            &format!("cannot drop capability {cap}"),
+            sys::caps::drop_bounding(*cap),
+        )?;
     }
     if plan.no_new_privs {
         step("cannot set no_new_privs", sys::process::set_no_new_privs())?;
     }
     if let Some(console) = &plan.console {
         if plan.mode == InitMode::System {
-            step("cannot attach init to the console", sys::pty::make_controlling_terminal(console.as_fd()))?;
+            step(
+                "cannot attach init to the console",
+                sys::pty::make_controlling_terminal(console.as_fd()),
+            )?;
         }
     }
     if let Err(e) = nix::unistd::chdir(&plan.cwd) {
@@ -198,7 +228,10 @@ fn setup(plan: &SetupPlan) -> Result<(), String> {
 fn ensure_dir(path: &Path) -> Result<(), String> {
     match std::fs::create_dir_all(path) {
         Ok(()) => Ok(()),
-        Err(e) => Err(format!("cannot create {} in the rootfs: {e}", path.display())),
+        Err(e) => Err(format!(
+            "cannot create {} in the rootfs: {e}",
+            path.display()
+        )),
     }
 }
 
@@ -218,26 +251,43 @@ fn ensure_file(path: &Path) -> Result<(), String> {
         .map_err(|e| format!("cannot create {} in the rootfs: {e}", path.display()))
 }
 
-const SAFE: Flags = Flags::MS_NOSUID.union(Flags::MS_NODEV).union(Flags::MS_NOEXEC);
+const SAFE: Flags = Flags::MS_NOSUID
+    .union(Flags::MS_NODEV)
+    .union(Flags::MS_NOEXEC);
 
 fn mount_auto(auto: &MountAuto) -> Result<(), String> {
     if let Some(mode) = &auto.proc {
         ensure_dir(Path::new("proc"))?;
-        step("cannot mount /proc", sys::mount::mount(Some("proc"), Path::new("proc"), Some("proc"), SAFE, None))?;
+        step(
+            "cannot mount /proc",
+            sys::mount::mount(Some("proc"), Path::new("proc"), Some("proc"), SAFE, None),
+        )?;
         if *mode == ProcMount::Mixed {
             for ro in ["proc/sys", "proc/sysrq-trigger"] {
                 let p = Path::new(ro);
                 if p.exists() {
                     step(&format!("cannot bind /{ro}"), sys::mount::bind(p, p, false))?;
-                    step(&format!("cannot make /{ro} read-only"), sys::mount::remount_bind_readonly(p, SAFE))?;
+                    step(
+                        &format!("cannot make /{ro} read-only"),
+                        sys::mount::remount_bind_readonly(p, SAFE),
+                    )?;
                 }
             }
             let net = Path::new("proc/sys/net");
             if net.exists() {
-                step("cannot bind /proc/sys/net", sys::mount::bind(net, net, false))?;
+                step(
+                    "cannot bind /proc/sys/net",
+                    sys::mount::bind(net, net, false),
+                )?;
                 step(
                     "cannot make /proc/sys/net writable",
-                    sys::mount::mount(None, net, None, Flags::MS_BIND | Flags::MS_REMOUNT | SAFE, None),
+                    sys::mount::mount(
+                        None,
+                        net,
+                        None,
+                        Flags::MS_BIND | Flags::MS_REMOUNT | SAFE,
+                        None,
+                    ),
                 )?;
             }
         }
@@ -248,14 +298,26 @@ fn mount_auto(auto: &MountAuto) -> Result<(), String> {
         if matches!(mode, SysMount::Ro | SysMount::Mixed) {
             flags |= Flags::MS_RDONLY;
         }
-        step("cannot mount /sys", sys::mount::mount(Some("sysfs"), Path::new("sys"), Some("sysfs"), flags, None))?;
+        step(
+            "cannot mount /sys",
+            sys::mount::mount(Some("sysfs"), Path::new("sys"), Some("sysfs"), flags, None),
+        )?;
         if *mode == SysMount::Mixed {
             let net = Path::new("sys/devices/virtual/net");
             if net.exists() {
-                step("cannot bind /sys/devices/virtual/net", sys::mount::bind(net, net, false))?;
+                step(
+                    "cannot bind /sys/devices/virtual/net",
+                    sys::mount::bind(net, net, false),
+                )?;
                 step(
                     "cannot make /sys/devices/virtual/net writable",
-                    sys::mount::mount(None, net, None, Flags::MS_BIND | Flags::MS_REMOUNT | SAFE, None),
+                    sys::mount::mount(
+                        None,
+                        net,
+                        None,
+                        Flags::MS_BIND | Flags::MS_REMOUNT | SAFE,
+                        None,
+                    ),
                 )?;
             }
         }
@@ -283,13 +345,22 @@ fn populate_dev(console: Option<&std::fs::File>) -> Result<(), String> {
     ensure_dir(dev)?;
     step(
         "cannot mount a tmpfs on /dev",
-        sys::mount::mount(Some("none"), dev, Some("tmpfs"), Flags::MS_NOSUID | Flags::MS_NOEXEC, Some("mode=755,size=500k")),
+        sys::mount::mount(
+            Some("none"),
+            dev,
+            Some("tmpfs"),
+            Flags::MS_NOSUID | Flags::MS_NOEXEC,
+            Some("mode=755,size=500k"),
+        ),
     )?;
     for name in DEVICES {
         let target = dev.join(name);
         ensure_file(&target)?;
         let source = Path::new("/dev").join(name);
-        step(&format!("cannot bind {} into the container", source.display()), sys::mount::bind(&source, &target, false))?;
+        step(
+            &format!("cannot bind {} into the container", source.display()),
+            sys::mount::bind(&source, &target, false),
+        )?;
     }
     let pts = dev.join("pts");
     ensure_dir(&pts)?;
@@ -303,22 +374,38 @@ fn populate_dev(console: Option<&std::fs::File>) -> Result<(), String> {
             Some("newinstance,ptmxmode=0666,mode=0620,gid=5"),
         ),
     )?;
-    let links = [("ptmx", "pts/ptmx"), ("fd", "/proc/self/fd"), ("stdin", "/proc/self/fd/0"), ("stdout", "/proc/self/fd/1"), ("stderr", "/proc/self/fd/2")];
+    let links = [
+        ("ptmx", "pts/ptmx"),
+        ("fd", "/proc/self/fd"),
+        ("stdin", "/proc/self/fd/0"),
+        ("stdout", "/proc/self/fd/1"),
+        ("stderr", "/proc/self/fd/2"),
+    ];
     for (name, to) in links {
-        std::os::unix::fs::symlink(to, dev.join(name)).map_err(|e| format!("cannot create /dev/{name}: {e}"))?;
+        std::os::unix::fs::symlink(to, dev.join(name))
+            .map_err(|e| format!("cannot create /dev/{name}: {e}"))?;
     }
     for dir in ["shm", "mqueue"] {
         ensure_dir(&dev.join(dir))?;
     }
     step(
         "cannot mount /dev/shm",
-        sys::mount::mount(Some("shm"), &dev.join("shm"), Some("tmpfs"), SAFE, Some("mode=1777")),
+        sys::mount::mount(
+            Some("shm"),
+            &dev.join("shm"),
+            Some("tmpfs"),
+            SAFE,
+            Some("mode=1777"),
+        ),
     )?;
     if let Some(console) = console {
         let target = dev.join("console");
         ensure_file(&target)?;
         let source = PathBuf::from(format!("/proc/self/fd/{}", console.as_raw_fd()));
-        step("cannot bind the console pty onto /dev/console", sys::mount::bind(&source, &target, false))?;
+        step(
+            "cannot bind the console pty onto /dev/console",
+            sys::mount::bind(&source, &target, false),
+        )?;
     }
     Ok(())
 }
@@ -330,12 +417,28 @@ fn mount_entry(entry: &MountEntry) -> Result<(), String> {
         Some(CreateKind::File) => ensure_file(target)?,
         None => {}
     }
-    let data = if entry.data.is_empty() { None } else { Some(entry.data.join(",")) };
+    let data = if entry.data.is_empty() {
+        None
+    } else {
+        Some(entry.data.join(","))
+    };
     let fstype = (entry.fstype != "none").then_some(entry.fstype.as_str());
-    let r = sys::mount::mount(Some(&entry.source), target, fstype, entry.flags & !Flags::MS_RDONLY, data.as_deref());
-    step(&format!("cannot mount {} on /{}", entry.source, target.display()), r)?;
+    let r = sys::mount::mount(
+        Some(&entry.source),
+        target,
+        fstype,
+        entry.flags & !Flags::MS_RDONLY,
+        data.as_deref(),
+    );
+    step(
+        &format!("cannot mount {} on /{}", entry.source, target.display()),
+        r,
+    )?;
     if entry.flags.contains(Flags::MS_RDONLY) && entry.flags.contains(Flags::MS_BIND) {
-        step(&format!("cannot make /{} read-only", target.display()), sys::mount::remount_bind_readonly(target, Flags::empty()))?;
+        step(
+            &format!("cannot make /{} read-only", target.display()),
+            sys::mount::remount_bind_readonly(target, Flags::empty()),
+        )?;
     }
     Ok(())
 }
@@ -348,7 +451,10 @@ fn application_init(plan: &SetupPlan) -> String {
         Err(e) => format!("cannot fork the command: {e}"),
         Ok(sys::process::Cloned::Child) => {
             let e = sys::process::exec_with_env(&plan.argv, &plan.env);
-            eprintln!("ulxc execute: cannot execute {:?}: {e}", plan.argv.join(" "));
+            eprintln!(
+                "ulxc execute: cannot execute {:?}: {e}",
+                plan.argv.join(" ")
+            );
             sys::process::exit_now(127)
         }
         Ok(sys::process::Cloned::Parent { pid, .. }) => {
@@ -370,7 +476,8 @@ mod tests {
 
     #[test]
     fn parses_common_conf_entries() {
-        let e = parse_mount_entry("/sys/kernel/debug sys/kernel/debug none bind,optional 0 0").unwrap();
+        let e =
+            parse_mount_entry("/sys/kernel/debug sys/kernel/debug none bind,optional 0 0").unwrap();
         assert_eq!(e.target, PathBuf::from("sys/kernel/debug"));
         assert!(e.optional);
         assert!(e.flags.contains(Flags::MS_BIND));
@@ -383,7 +490,9 @@ mod tests {
 
     #[test]
     fn refuses_escaping_targets_and_short_lines() {
-        assert!(parse_mount_entry("/a ../../etc none bind 0 0").unwrap_err().contains(".."));
+        assert!(parse_mount_entry("/a ../../etc none bind 0 0")
+            .unwrap_err()
+            .contains(".."));
         assert!(parse_mount_entry("/a b").unwrap_err().contains("2 fields"));
     }
 }

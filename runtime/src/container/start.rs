@@ -39,10 +39,17 @@ pub const IN_SCOPE_ENV: &str = "ULXC_IN_DELEGATED_SCOPE";
 
 /// Starts container `dir`. Returns the exit code to end with: 0 for a detached start,
 /// init's (or the command's) exit status for a foreground one.
-pub fn start(dir: &ContainerDir, caller: &Caller, opts: &StartOptions) -> Result<i32, ContainerError> {
+pub fn start(
+    dir: &ContainerDir,
+    caller: &Caller,
+    opts: &StartOptions,
+) -> Result<i32, ContainerError> {
     let observed = state::observe(dir);
     if observed.state != State::Stopped {
-        return Err(ContainerError::Busy { name: dir.name.clone(), lock: caller.tilde(&dir.lock()) });
+        return Err(ContainerError::Busy {
+            name: dir.name.clone(),
+            lock: caller.tilde(&dir.lock()),
+        });
     }
     let cfg = load_config(dir, &opts.overrides)?;
     let map = container_idmap(&cfg, caller)?;
@@ -69,8 +76,10 @@ pub fn start(dir: &ContainerDir, caller: &Caller, opts: &StartOptions) -> Result
         .write(true)
         .open(dir.lock())
         .map_err(io_err(format!("cannot open {}", dir.lock().display())))?;
-    let lock = sys::socket::try_lock_exclusive(lock_file)
-        .map_err(|_| ContainerError::Busy { name: dir.name.clone(), lock: caller.tilde(&dir.lock()) })?;
+    let lock = sys::socket::try_lock_exclusive(lock_file).map_err(|_| ContainerError::Busy {
+        name: dir.name.clone(),
+        lock: caller.tilde(&dir.lock()),
+    })?;
 
     if !opts.daemonize {
         let code = run_monitor(dir, caller, &cfg, &map, prepared, &placement, None)?;
@@ -85,7 +94,15 @@ pub fn start(dir: &ContainerDir, caller: &Caller, opts: &StartOptions) -> Result
             let _ = sys::process::new_session();
             sys::process::ignore_hangups();
             redirect_to_log(dir);
-            let code = match run_monitor(dir, caller, &cfg, &map, prepared, &placement, Some(report_w)) {
+            let code = match run_monitor(
+                dir,
+                caller,
+                &cfg,
+                &map,
+                prepared,
+                &placement,
+                Some(report_w),
+            ) {
                 Ok(code) => code,
                 Err(e) => {
                     tracing::error!(%e, "monitor failed");
@@ -107,24 +124,39 @@ pub fn start(dir: &ContainerDir, caller: &Caller, opts: &StartOptions) -> Result
             }
             let _ = sys::process::wait_exit_code(pid);
             let why = if answer.is_empty() {
-                format!("the monitor ended without reporting; see {}", dir.monitor_log().display())
+                format!(
+                    "the monitor ended without reporting; see {}",
+                    dir.monitor_log().display()
+                )
             } else {
                 answer
             };
-            Err(ContainerError::Start { name: dir.name.clone(), why })
+            Err(ContainerError::Start {
+                name: dir.name.clone(),
+                why,
+            })
         }
     }
 }
 
 fn start_err(dir: &ContainerDir, e: sys::Errno) -> ContainerError {
-    ContainerError::Start { name: dir.name.clone(), why: e.to_string() }
+    ContainerError::Start {
+        name: dir.name.clone(),
+        why: e.to_string(),
+    }
 }
 
 /// Loads the container's config and applies `-s KEY=VALUE` overrides.
-pub fn load_config(dir: &ContainerDir, overrides: &[(String, String)]) -> Result<ContainerConfig, ContainerError> {
+pub fn load_config(
+    dir: &ContainerDir,
+    overrides: &[(String, String)],
+) -> Result<ContainerConfig, ContainerError> {
     let mut raw = config::read_raw(&dir.config())?;
     if !overrides.is_empty() {
-        let text: String = overrides.iter().map(|(k, v)| format!("{k} = {v}\n")).collect();
+        let text: String = overrides
+            .iter()
+            .map(|(k, v)| format!("{k} = {v}\n"))
+            .collect();
         let extra = config::parse_raw_str(&text, std::path::Path::new("<command line>"))?;
         raw.items.extend(extra.items);
     }
@@ -146,14 +178,36 @@ struct Prepared {
     limits: Vec<(String, String, String)>,
 }
 
-fn prepare(dir: &ContainerDir, cfg: &ContainerConfig, opts: &StartOptions) -> Result<Prepared, ContainerError> {
-    let rootfs = cfg.rootfs_path.as_ref().map(|p| p.value.clone()).unwrap_or_else(|| dir.rootfs());
+fn prepare(
+    dir: &ContainerDir,
+    cfg: &ContainerConfig,
+    opts: &StartOptions,
+) -> Result<Prepared, ContainerError> {
+    let rootfs = cfg
+        .rootfs_path
+        .as_ref()
+        .map(|p| p.value.clone())
+        .unwrap_or_else(|| dir.rootfs());
     match std::fs::metadata(&rootfs) {
         Ok(m) if m.is_dir() => {}
-        Ok(_) => return Err(ContainerError::Unsupported(format!("the rootfs {} is not a directory", rootfs.display()))),
-        Err(e) => return Err(ContainerError::Unsupported(format!("the rootfs {} cannot be used: {e}", rootfs.display()))),
+        Ok(_) => {
+            return Err(ContainerError::Unsupported(format!(
+                "the rootfs {} is not a directory",
+                rootfs.display()
+            )))
+        }
+        Err(e) => {
+            return Err(ContainerError::Unsupported(format!(
+                "the rootfs {} cannot be used: {e}",
+                rootfs.display()
+            )))
+        }
     }
-    let mut flags = CloneFlags::NEWUSER | CloneFlags::NEWNS | CloneFlags::NEWPID | CloneFlags::NEWUTS | CloneFlags::NEWIPC;
+    let mut flags = CloneFlags::NEWUSER
+        | CloneFlags::NEWNS
+        | CloneFlags::NEWPID
+        | CloneFlags::NEWUTS
+        | CloneFlags::NEWIPC;
     let mut own_netns = true;
     for net in &cfg.net {
         match net.kind {
@@ -176,13 +230,16 @@ fn prepare(dir: &ContainerDir, cfg: &ContainerConfig, opts: &StartOptions) -> Re
     let mut mount_auto = cfg.mount_auto.clone();
     if !own_netns && mount_auto.sys.is_some() {
         // sysfs can only be mounted by the owner of the network namespace.
-        tracing::warn!("lxc.net.0.type = none shares the host's network namespace: /sys is not mounted");
+        tracing::warn!(
+            "lxc.net.0.type = none shares the host's network namespace: /sys is not mounted"
+        );
         mount_auto.sys = None;
     }
     let mut mount_entries = Vec::new();
     for entry in &cfg.mount_entries {
-        let parsed = setup::parse_mount_entry(&entry.value)
-            .map_err(|why| ContainerError::Unsupported(format!("lxc.mount.entry at {}: {why}", entry.at)))?;
+        let parsed = setup::parse_mount_entry(&entry.value).map_err(|why| {
+            ContainerError::Unsupported(format!("lxc.mount.entry at {}: {why}", entry.at))
+        })?;
         mount_entries.push(parsed);
     }
     let drop_caps = capabilities_to_drop(cfg)?;
@@ -190,7 +247,11 @@ fn prepare(dir: &ContainerDir, cfg: &ContainerConfig, opts: &StartOptions) -> Re
     let argv = match (&opts.command, &cfg.init_cmd) {
         (Some(cmd), _) if !cmd.is_empty() => cmd.clone(),
         (_, Some(cmd)) if !application && !cmd.is_empty() => cmd.clone(),
-        _ if application => return Err(ContainerError::Usage("execute needs a command after `--`".into())),
+        _ if application => {
+            return Err(ContainerError::Usage(
+                "execute needs a command after `--`".into(),
+            ))
+        }
         _ => vec!["/sbin/init".to_string()],
     };
     if !application && argv[0].starts_with('/') {
@@ -205,7 +266,10 @@ fn prepare(dir: &ContainerDir, cfg: &ContainerConfig, opts: &StartOptions) -> Re
     }
     let mut env = vec![
         ("container".to_string(), "lxc".to_string()),
-        ("PATH".to_string(), "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".to_string()),
+        (
+            "PATH".to_string(),
+            "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".to_string(),
+        ),
         ("HOME".to_string(), "/root".to_string()),
     ];
     if application {
@@ -229,24 +293,43 @@ fn prepare(dir: &ContainerDir, cfg: &ContainerConfig, opts: &StartOptions) -> Re
         cwd: cfg.init_cwd.clone().unwrap_or_else(|| PathBuf::from("/")),
         console: None,
         console_path: None,
-        mode: if application { InitMode::Application } else { InitMode::System },
+        mode: if application {
+            InitMode::Application
+        } else {
+            InitMode::System
+        },
     };
     let limits = cfg
         .cgroup2
         .iter()
         .map(|l| (l.value.0.clone(), l.value.1.clone(), l.at.to_string()))
         .collect();
-    Ok(Prepared { plan, flags, halt_signal: cfg.signal_halt.unwrap_or(0), limits })
+    Ok(Prepared {
+        plan,
+        flags,
+        halt_signal: cfg.signal_halt.unwrap_or(0),
+        limits,
+    })
 }
 
 fn capabilities_to_drop(cfg: &ContainerConfig) -> Result<Vec<u32>, ContainerError> {
     let lookup = |name: &str| {
-        sys::caps::capability_number(name)
-            .ok_or_else(|| ContainerError::Unsupported(format!("unknown capability `{name}` in lxc.cap.drop/lxc.cap.keep")))
+        sys::caps::capability_number(name).ok_or_else(|| {
+            ContainerError::Unsupported(format!(
+                "unknown capability `{name}` in lxc.cap.drop/lxc.cap.keep"
+            ))
+        })
     };
     if !cfg.cap_keep.is_empty() {
-        let keep: Vec<u32> = cfg.cap_keep.iter().filter(|c| *c != "none").map(|c| lookup(c)).collect::<Result<_, _>>()?;
-        return Ok((0..=sys::caps::last_capability()).filter(|c| !keep.contains(c)).collect());
+        let keep: Vec<u32> = cfg
+            .cap_keep
+            .iter()
+            .filter(|c| *c != "none")
+            .map(|c| lookup(c))
+            .collect::<Result<_, _>>()?;
+        return Ok((0..=sys::caps::last_capability())
+            .filter(|c| !keep.contains(c))
+            .collect());
     }
     cfg.cap_drop.iter().map(|c| lookup(c)).collect()
 }
@@ -265,7 +348,10 @@ fn reexec_in_scope(prefix: &[String]) -> Result<i32, ContainerError> {
 }
 
 fn redirect_to_log(dir: &ContainerDir) {
-    let log = std::fs::OpenOptions::new().create(true).append(true).open(dir.monitor_log());
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.monitor_log());
     let devnull = std::fs::File::open("/dev/null");
     if let Ok(null) = devnull {
         let _ = sys::pty::dup_onto(null.as_fd(), 0);
@@ -329,24 +415,35 @@ fn launch(
     placement: &Placement,
     detached: bool,
 ) -> Result<(Supervised, Option<ContainerCgroup>), ContainerError> {
-    let start_err = |why: String| ContainerError::Start { name: dir.name.clone(), why };
+    let start_err = |why: String| ContainerError::Start {
+        name: dir.name.clone(),
+        why,
+    };
     let console = if prepared.plan.mode == InitMode::System {
         let stdin = std::io::stdin();
         let like = sys::pty::is_terminal(stdin.as_fd()).then(|| stdin.as_fd());
-        Some(sys::pty::open_pty(like).map_err(|e| start_err(format!("cannot open a pty for the console: {e}")))?)
+        Some(
+            sys::pty::open_pty(like)
+                .map_err(|e| start_err(format!("cannot open a pty for the console: {e}")))?,
+        )
     } else {
         None
     };
     let cgroup = match placement {
         Placement::None { reason } => {
-            tracing::warn!("starting {} without a cgroup (no limits, no accounting): {reason}", dir.name);
+            tracing::warn!(
+                "starting {} without a cgroup (no limits, no accounting): {reason}",
+                dir.name
+            );
             None
         }
         other => Some(ContainerCgroup::create(other, &dir.name)?),
     };
     let _ = std::fs::remove_file(dir.monitor_socket());
-    let listener = monitor::bind(&dir.monitor_socket())
-        .map_err(io_err(format!("cannot listen on {}", dir.monitor_socket().display())))?;
+    let listener = monitor::bind(&dir.monitor_socket()).map_err(io_err(format!(
+        "cannot listen on {}",
+        dir.monitor_socket().display()
+    )))?;
     let (go_r, go_w) = sys::socket::pipe_cloexec().map_err(|e| start_err(e.to_string()))?;
     let (err_r, err_w) = sys::socket::pipe_cloexec().map_err(|e| start_err(e.to_string()))?;
     prepared.plan.console = console.as_ref().and_then(|p| p.slave.try_clone().ok());
@@ -368,7 +465,10 @@ fn launch(
         ),
         None => None,
     };
-    let cgroup_paths = cgroup.as_ref().map(|c| c.paths_to_chown()).unwrap_or_default();
+    let cgroup_paths = cgroup
+        .as_ref()
+        .map(|c| c.paths_to_chown())
+        .unwrap_or_default();
     if let Err(e) = hand_over(map, caller, console_path.clone(), cgroup_paths) {
         if let Some(cg) = &cgroup {
             let _ = cg.remove();
@@ -379,7 +479,9 @@ fn launch(
     prepared.plan.console_path = console_path;
 
     let cloned = sys::process::clone_process(prepared.flags, None).map_err(|e| {
-        start_err(format!("cannot create the container's namespaces: {e}; see `ulxc checkconfig`"))
+        start_err(format!(
+            "cannot create the container's namespaces: {e}; see `ulxc checkconfig`"
+        ))
     })?;
     let (pid, pidfd) = match cloned {
         Cloned::Child => {
@@ -415,7 +517,10 @@ fn launch(
     }
     if let Some(cg) = &cgroup {
         if let Err(e) = cg.add_pid(host_pid) {
-            return Err(abort(format!("cannot move init into {}: {e}", cg.path().display())));
+            return Err(abort(format!(
+                "cannot move init into {}: {e}",
+                cg.path().display()
+            )));
         }
     }
     let _ = std::fs::File::from(go_w).write_all(b"1");
@@ -436,8 +541,15 @@ fn launch(
         cgroup: cgroup.as_ref().map(|c| c.path().to_path_buf()),
         halt_signal: prepared.halt_signal,
     };
-    run.write(dir).map_err(io_err(format!("cannot write {}", dir.run_state().display())))?;
-    let sink = if detached { ConsoleSink::Log(open_console_log(dir)?) } else { ConsoleSink::Terminal };
+    run.write(dir).map_err(io_err(format!(
+        "cannot write {}",
+        dir.run_state().display()
+    )))?;
+    let sink = if detached {
+        ConsoleSink::Log(open_console_log(dir)?)
+    } else {
+        ConsoleSink::Terminal
+    };
     let kill_cgroup = cgroup.as_ref().map(|c| c.path().to_path_buf());
     let kill_all: Box<dyn Fn()> = Box::new(move || {
         if let Some(path) = &kill_cgroup {
@@ -466,7 +578,10 @@ fn launch(
 pub fn release_cgroup(cg: &ContainerCgroup, map: &IdMap, caller: &Caller) {
     let path = cg.path().to_path_buf();
     let helper = helper_map(map, caller);
-    let write = |pid: Pid| idmap::write_maps(u32::try_from(pid.as_raw()).unwrap_or(0), &helper).map_err(|e| e.to_string());
+    let write = |pid: Pid| {
+        idmap::write_maps(u32::try_from(pid.as_raw()).unwrap_or(0), &helper)
+            .map_err(|e| e.to_string())
+    };
     let inner = crate::userns::run(write, crate::userns::Identity::Caller, move || {
         let cg = ContainerCgroup::open(&path).map_err(|e| e.to_string())?;
         cg.remove_subcgroups().map_err(|e| e.to_string())?;
@@ -486,24 +601,48 @@ pub fn release_cgroup(cg: &ContainerCgroup, map: &IdMap, caller: &Caller) {
 /// group-writable, so that the container's systemd manages its subtree and `attach`
 /// (running as the caller) can still move into it. A cgroup that cannot be handed over
 /// is a warning (systemd inside may fail); a console that cannot is an error.
-fn hand_over(map: &IdMap, caller: &Caller, console: Option<PathBuf>, cgroup_paths: Vec<PathBuf>) -> Result<(), ContainerError> {
+fn hand_over(
+    map: &IdMap,
+    caller: &Caller,
+    console: Option<PathBuf>,
+    cgroup_paths: Vec<PathBuf>,
+) -> Result<(), ContainerError> {
     const CGROUP_FAILED: i32 = 3;
     if console.is_none() && cgroup_paths.is_empty() {
         return Ok(());
     }
+    if let Some(path) = &console {
+        // A devpts mounted with gid=5 gives new ptys the group tty, which the helper
+        // namespace cannot map; the owner may first give it its own group.
+        std::os::unix::fs::chown(path, None, Some(caller.gid)).map_err(io_err(format!(
+            "cannot change the group of the console {}",
+            path.display()
+        )))?;
+    }
     let helper = helper_map(map, caller);
-    let (_, caller_ns_gid) = helper.caller_ns_ids(caller.uid, caller.gid).unwrap_or((0, 0));
-    let write = |pid: Pid| idmap::write_maps(u32::try_from(pid.as_raw()).unwrap_or(0), &helper).map_err(|e| e.to_string());
+    let (_, caller_ns_gid) = helper
+        .caller_ns_ids(caller.uid, caller.gid)
+        .unwrap_or((0, 0));
+    let write = |pid: Pid| {
+        idmap::write_maps(u32::try_from(pid.as_raw()).unwrap_or(0), &helper)
+            .map_err(|e| e.to_string())
+    };
     let code = crate::userns::run(write, crate::userns::Identity::Caller, move || {
         use std::os::unix::fs::PermissionsExt;
         if let Some(path) = &console {
-            std::os::unix::fs::chown(path, Some(0), Some(5))
-                .map_err(|e| format!("cannot hand the console {} to the container's root: {e}", path.display()))?;
+            std::os::unix::fs::chown(path, Some(0), Some(5)).map_err(|e| {
+                format!(
+                    "cannot hand the console {} to the container's root: {e}",
+                    path.display()
+                )
+            })?;
         }
         for p in &cgroup_paths {
             let chowned = std::os::unix::fs::chown(p, Some(0), Some(caller_ns_gid));
             let writable = match p.file_name().and_then(|n| n.to_str()) {
-                Some("cgroup.procs" | "cgroup.threads") => std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o664)),
+                Some("cgroup.procs" | "cgroup.threads") => {
+                    std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o664))
+                }
                 _ => Ok(()),
             };
             if let Err(e) = chowned.and(writable) {
@@ -525,5 +664,8 @@ fn open_console_log(dir: &ContainerDir) -> Result<std::fs::File, ContainerError>
         .write(true)
         .truncate(true)
         .open(dir.console_log())
-        .map_err(io_err(format!("cannot open {}", dir.console_log().display())))
+        .map_err(io_err(format!(
+            "cannot open {}",
+            dir.console_log().display()
+        )))
 }

@@ -84,7 +84,10 @@ impl RunInfo {
     /// Writes `run.json` atomically.
     pub fn write(&self, dir: &ContainerDir) -> std::io::Result<()> {
         let tmp = dir.dir.join(".run.json.tmp");
-        std::fs::write(&tmp, serde_json::to_vec_pretty(self).map_err(std::io::Error::other)?)?;
+        std::fs::write(
+            &tmp,
+            serde_json::to_vec_pretty(self).map_err(std::io::Error::other)?,
+        )?;
         std::fs::rename(tmp, dir.run_state())
     }
 }
@@ -107,15 +110,25 @@ pub fn observe(dir: &ContainerDir) -> Observed {
     if let Ok(monitor::Response::Status { state, run }) =
         monitor::request(&dir.monitor_socket(), &monitor::Request::Status)
     {
-        return Observed { state, run, monitor: true };
+        return Observed {
+            state,
+            run,
+            monitor: true,
+        };
     }
     match RunInfo::read(dir) {
-        Some(run) if run.init_alive() => {
-            Observed { state: State::Running, run: Some(run), monitor: false }
-        }
+        Some(run) if run.init_alive() => Observed {
+            state: State::Running,
+            run: Some(run),
+            monitor: false,
+        },
         stale => {
             clean_stale(dir, stale.as_ref());
-            Observed { state: State::Stopped, run: None, monitor: false }
+            Observed {
+                state: State::Stopped,
+                run: None,
+                monitor: false,
+            }
         }
     }
 }
@@ -131,7 +144,9 @@ pub fn clean_stale(dir: &ContainerDir, run: Option<&RunInfo>) {
     remove_if_present(&dir.monitor_socket());
     remove_if_present(&dir.run_state());
     if let Some(path) = run.and_then(|r| r.cgroup.as_ref()) {
-        let Ok(cg) = crate::cgroup::ContainerCgroup::open(path) else { return };
+        let Ok(cg) = crate::cgroup::ContainerCgroup::open(path) else {
+            return;
+        };
         if !cg.pids().is_empty() {
             return;
         }
@@ -167,7 +182,12 @@ mod tests {
 
     #[test]
     fn state_names_round_trip() {
-        for s in [State::Stopped, State::Starting, State::Running, State::Stopping] {
+        for s in [
+            State::Stopped,
+            State::Starting,
+            State::Running,
+            State::Stopping,
+        ] {
             assert_eq!(State::parse(s.as_str()), Some(s));
         }
         assert_eq!(State::parse("running"), Some(State::Running));

@@ -36,7 +36,11 @@ pub fn stop(dir: &ContainerDir, timeout_secs: u64, kill: bool) -> Result<Stopped
         match monitor::request(&dir.monitor_socket(), &Request::Stop { timeout_secs, kill }) {
             Ok(Response::Stopped { killed }) => {
                 wait_for_monitor_exit(dir, Duration::from_secs(10));
-                return Ok(if killed || kill { Stopped::Killed } else { Stopped::Halted });
+                return Ok(if killed || kill {
+                    Stopped::Killed
+                } else {
+                    Stopped::Halted
+                });
             }
             Ok(Response::Error { message }) => return Err(ContainerError::Unsupported(message)),
             Ok(other) => tracing::warn!(?other, "unexpected answer to stop"),
@@ -44,7 +48,9 @@ pub fn stop(dir: &ContainerDir, timeout_secs: u64, kill: bool) -> Result<Stopped
         }
     }
     // No monitor: signal init ourselves.
-    let Some(run) = state::observe(dir).run else { return Ok(Stopped::WasStopped) };
+    let Some(run) = state::observe(dir).run else {
+        return Ok(Stopped::WasStopped);
+    };
     let pid = Pid::from_raw(run.init_pid);
     let pidfd = sys::process::pidfd_open(pid).map_err(|e| ContainerError::Start {
         name: dir.name.clone(),
@@ -62,7 +68,10 @@ pub fn stop(dir: &ContainerDir, timeout_secs: u64, kill: bool) -> Result<Stopped
                 break Stopped::Halted;
             }
             if Instant::now() >= deadline {
-                let _ = sys::process::pidfd_send_signal(std::os::fd::AsFd::as_fd(&pidfd), libc::SIGKILL);
+                let _ = sys::process::pidfd_send_signal(
+                    std::os::fd::AsFd::as_fd(&pidfd),
+                    libc::SIGKILL,
+                );
                 break Stopped::Killed;
             }
             std::thread::sleep(Duration::from_millis(50));
@@ -92,7 +101,11 @@ fn wait_for_monitor_exit(dir: &ContainerDir, limit: Duration) {
 
 /// Waits until container `dir` is in one of `states` (LXC's `-s 'RUNNING|STOPPED'`);
 /// `timeout` of `None` waits for ever.
-pub fn wait(dir: &ContainerDir, states: &[State], timeout: Option<Duration>) -> Result<State, ContainerError> {
+pub fn wait(
+    dir: &ContainerDir,
+    states: &[State],
+    timeout: Option<Duration>,
+) -> Result<State, ContainerError> {
     let deadline = timeout.map(|t| Instant::now() + t);
     loop {
         let now = state::observe(dir).state;

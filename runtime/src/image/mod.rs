@@ -12,7 +12,6 @@ pub mod busybox;
 pub mod remove;
 pub mod unpack;
 
-
 #[cfg(test)]
 mod tests;
 

@@ -26,7 +26,13 @@ pub fn mount(
 
 /// Makes every mount below `/` private, so nothing propagates back to the host.
 pub fn make_rprivate_root() -> Result<(), Errno> {
-    mount(None, Path::new("/"), None, MsFlags::MS_REC | MsFlags::MS_PRIVATE, None)
+    mount(
+        None,
+        Path::new("/"),
+        None,
+        MsFlags::MS_REC | MsFlags::MS_PRIVATE,
+        None,
+    )
 }
 
 /// Bind-mounts `source` onto `target` (recursively when `recursive`).
@@ -46,7 +52,13 @@ pub fn remount_bind_readonly(target: &Path, extra: MsFlags) -> Result<(), Errno>
         Err(Errno::EPERM) => {
             // Locked flags: retry carrying the ones the kernel insists on.
             let locked = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
-            nix::mount::mount(None::<&str>, target, None::<&str>, flags | locked, None::<&str>)
+            nix::mount::mount(
+                None::<&str>,
+                target,
+                None::<&str>,
+                flags | locked,
+                None::<&str>,
+            )
         }
         other => other,
     }

@@ -63,7 +63,9 @@ impl NamespaceFiles {
     /// caller's own user namespace).
     pub fn join(&self) -> Result<(), (String, Errno)> {
         for (kind, file) in &self.files {
-            let own = std::fs::metadata(format!("/proc/self/ns/{kind}")).map(|m| m.ino()).ok();
+            let own = std::fs::metadata(format!("/proc/self/ns/{kind}"))
+                .map(|m| m.ino())
+                .ok();
             let target = file.metadata().map(|m| m.ino()).ok();
             if own.is_some() && own == target {
                 continue;
@@ -77,7 +79,9 @@ impl NamespaceFiles {
 
 /// The inode number of a process's namespace of `kind`, which identifies it.
 pub fn namespace_id(pid: Pid, kind: &str) -> Option<u64> {
-    std::fs::metadata(format!("/proc/{}/ns/{kind}", pid.as_raw())).ok().map(|m| m.ino())
+    std::fs::metadata(format!("/proc/{}/ns/{kind}", pid.as_raw()))
+        .ok()
+        .map(|m| m.ino())
 }
 
 /// Becomes root (uid and gid 0) inside the current user namespace and clears the

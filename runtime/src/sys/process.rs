@@ -80,7 +80,10 @@ struct CloneArgs {
 /// whose directory `cgroup_dir` refers to (`CLONE_INTO_CGROUP`).
 ///
 /// Like `fork(2)`, this must only be called while the process has a single thread.
-pub fn clone_process(flags: CloneFlags, cgroup_dir: Option<BorrowedFd<'_>>) -> Result<Cloned, Errno> {
+pub fn clone_process(
+    flags: CloneFlags,
+    cgroup_dir: Option<BorrowedFd<'_>>,
+) -> Result<Cloned, Errno> {
     let mut pidfd: RawFd = -1;
     let mut args = CloneArgs {
         flags: flags.bits() | libc::CLONE_PIDFD as u64,
@@ -109,7 +112,10 @@ pub fn clone_process(flags: CloneFlags, cgroup_dir: Option<BorrowedFd<'_>>) -> R
             // SAFETY: the kernel stored a fresh pidfd that nothing else owns.
             let pidfd = unsafe { OwnedFd::from_raw_fd(pidfd) };
             let pid = i32::try_from(pid).map_err(|_| Errno::EOVERFLOW)?;
-            Ok(Cloned::Parent { pid: Pid::from_raw(pid), pidfd })
+            Ok(Cloned::Parent {
+                pid: Pid::from_raw(pid),
+                pidfd,
+            })
         }
     }
 }
@@ -191,7 +197,9 @@ pub fn set_not_dumpable() -> Result<(), Errno> {
 /// the environment `env`. Returns only on failure.
 pub fn exec_with_env(argv: &[String], env: &[(String, String)]) -> Errno {
     let to_c = |s: &str| CString::new(s).map_err(|_| Errno::EINVAL);
-    let Some(program) = argv.first() else { return Errno::EINVAL };
+    let Some(program) = argv.first() else {
+        return Errno::EINVAL;
+    };
     let args: Result<Vec<CString>, Errno> = argv.iter().map(|a| to_c(a)).collect();
     let envs: Result<Vec<CString>, Errno> =
         env.iter().map(|(k, v)| to_c(&format!("{k}={v}"))).collect();
@@ -245,7 +253,10 @@ pub fn process_start_time(pid: Pid) -> Option<u64> {
 
 /// Whether the process `pid` exists (as seen from this pid namespace).
 pub fn process_exists(pid: Pid) -> bool {
-    matches!(nix::sys::signal::kill(pid, None), Ok(()) | Err(Errno::EPERM))
+    matches!(
+        nix::sys::signal::kill(pid, None),
+        Ok(()) | Err(Errno::EPERM)
+    )
 }
 
 /// Waits for child `pid` to end and turns its end into an exit code (128+signal when
@@ -305,7 +316,11 @@ extern "C" fn forward_signal(sig: libc::c_int) {
 pub fn forward_termination_signals(pid: Pid) {
     use nix::sys::signal::{sigaction, SaFlags, SigAction, SigHandler, SigSet};
     FORWARD_TO.store(pid.as_raw(), std::sync::atomic::Ordering::Relaxed);
-    let action = SigAction::new(SigHandler::Handler(forward_signal), SaFlags::SA_RESTART, SigSet::empty());
+    let action = SigAction::new(
+        SigHandler::Handler(forward_signal),
+        SaFlags::SA_RESTART,
+        SigSet::empty(),
+    );
     for sig in [
         Signal::SIGTERM,
         Signal::SIGINT,

@@ -23,7 +23,10 @@ pub struct Pty {
 pub fn open_pty(like: Option<BorrowedFd<'_>>) -> Result<Pty, Errno> {
     let size = like.and_then(|fd| window_size(fd).ok());
     let pair = nix::pty::openpty(size.as_ref(), None)?;
-    Ok(Pty { master: pair.master, slave: pair.slave })
+    Ok(Pty {
+        master: pair.master,
+        slave: pair.slave,
+    })
 }
 
 /// Whether `fd` is a terminal.
@@ -32,7 +35,12 @@ pub fn is_terminal(fd: BorrowedFd<'_>) -> bool {
 }
 
 fn window_size(fd: BorrowedFd<'_>) -> Result<nix::pty::Winsize, Errno> {
-    let mut ws = nix::pty::Winsize { ws_row: 0, ws_col: 0, ws_xpixel: 0, ws_ypixel: 0 };
+    let mut ws = nix::pty::Winsize {
+        ws_row: 0,
+        ws_col: 0,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
     // SAFETY: TIOCGWINSZ writes one `winsize` into the struct we pass, which lives
     // across the call.
     let ret = unsafe { libc::ioctl(fd.as_raw_fd(), libc::TIOCGWINSZ, &mut ws) };
@@ -110,7 +118,6 @@ impl Drop for RawMode<'_> {
     }
 }
 
-
 /// Relays bytes between `input` (if any) and the pty `master`, copying what the master
 /// produces to `output`, until `stop` becomes readable (e.g. a pidfd of the process
 /// on the terminal) or the master hangs up. Returns when done; drains what is left.
@@ -120,7 +127,11 @@ pub fn relay(
     output: &mut dyn Write,
     stop: BorrowedFd<'_>,
 ) -> Result<(), Errno> {
-    let mut master_file = File::from(master.try_clone_to_owned().map_err(|e| Errno::from_raw(e.raw_os_error().unwrap_or(libc::EBADF)))?);
+    let mut master_file = File::from(
+        master
+            .try_clone_to_owned()
+            .map_err(|e| Errno::from_raw(e.raw_os_error().unwrap_or(libc::EBADF)))?,
+    );
     let mut input_open = input.is_some();
     let mut buf = [0u8; 8192];
     loop {
@@ -136,7 +147,11 @@ pub fn relay(
             Err(e) => return Err(e),
             Ok(_) => {}
         }
-        let ready = |i: usize| fds.get(i).and_then(|f| f.revents()).unwrap_or(PollFlags::empty());
+        let ready = |i: usize| {
+            fds.get(i)
+                .and_then(|f| f.revents())
+                .unwrap_or(PollFlags::empty())
+        };
         let master_ev = ready(0);
         let stop_ev = ready(1);
         let input_ev = ready(2);
@@ -179,7 +194,11 @@ fn drain(master: BorrowedFd<'_>, file: &mut File, output: &mut dyn Write) {
             Ok(n) if n > 0 => {}
             _ => return,
         }
-        if !fds[0].revents().unwrap_or(PollFlags::empty()).contains(PollFlags::POLLIN) {
+        if !fds[0]
+            .revents()
+            .unwrap_or(PollFlags::empty())
+            .contains(PollFlags::POLLIN)
+        {
             return;
         }
         match file.read(&mut buf) {

@@ -36,7 +36,10 @@ pub struct Env {
 }
 
 fn workspace() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
 }
 
 fn first_range(file: &str, user: &str, uid: u32) -> u32 {
@@ -76,8 +79,16 @@ pub fn env() -> &'static Env {
             let setup = workspace().join(".ci/host-setup");
             let deleg = delegated_cgroup(&user);
             if passwd_entry(&user).is_none() || deleg.as_ref().is_none_or(|d| !d.exists()) {
-                let out = Command::new(&setup).env("ULXC_TEST_USER", &user).output().expect("run .ci/host-setup");
-                assert!(out.status.success(), "{} failed: {}", setup.display(), String::from_utf8_lossy(&out.stderr));
+                let out = Command::new(&setup)
+                    .env("ULXC_TEST_USER", &user)
+                    .output()
+                    .expect("run .ci/host-setup");
+                assert!(
+                    out.status.success(),
+                    "{} failed: {}",
+                    setup.display(),
+                    String::from_utf8_lossy(&out.stderr)
+                );
             }
             if let Some(d) = delegated_cgroup(&user) {
                 // Like `systemd-run --user --scope -p Delegate=yes`: the test process and
@@ -99,9 +110,22 @@ pub fn env() -> &'static Env {
         } else {
             let uid = euid;
             let gid = nix::unistd::getegid().as_raw();
-            let user = nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid)).ok().flatten().map(|u| u.name).expect("own passwd entry");
+            let user = nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid))
+                .ok()
+                .flatten()
+                .map(|u| u.name)
+                .expect("own passwd entry");
             let home = PathBuf::from(std::env::var("HOME").expect("HOME"));
-            Env { subuid: first_range("/etc/subuid", &user, uid), subgid: first_range("/etc/subgid", &user, uid), user, uid, gid, home, switch: false, bin }
+            Env {
+                subuid: first_range("/etc/subuid", &user, uid),
+                subgid: first_range("/etc/subgid", &user, uid),
+                user,
+                uid,
+                gid,
+                home,
+                switch: false,
+                bin,
+            }
         }
     })
 }
@@ -119,7 +143,10 @@ impl Env {
     pub fn command(&self, program: &Path) -> Command {
         let mut cmd = Command::new(program);
         cmd.env_clear()
-            .env("PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
+            .env(
+                "PATH",
+                "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+            )
             .env("HOME", &self.home)
             .env("USER", &self.user)
             .env("LOGNAME", &self.user)
@@ -135,7 +162,10 @@ impl Env {
 
     /// Runs `ulxc ARGS...` as the test user.
     pub fn ulxc(&self, args: &[&str]) -> Output {
-        self.command(&self.bin).args(args).output().expect("run ulxc")
+        self.command(&self.bin)
+            .args(args)
+            .output()
+            .expect("run ulxc")
     }
 
     /// Runs `ulxc` with `-P lxcpath` inserted after the subcommand.
@@ -148,17 +178,38 @@ impl Env {
     /// A fresh container directory for one test, under the test user's home; removed
     /// (through `ulxc destroy`) by the guard.
     pub fn lxcpath(&'static self, test: &str) -> Lxcpath {
-        let dir = self.home.join("ulxc-tests").join(format!("{test}-{}", std::process::id()));
-        let out = self.command(Path::new("/bin/mkdir")).args(["-p"]).arg(&dir).output().unwrap();
-        assert!(out.status.success(), "mkdir {}: {}", dir.display(), String::from_utf8_lossy(&out.stderr));
-        Lxcpath { path: dir, env: self }
+        let dir = self
+            .home
+            .join("ulxc-tests")
+            .join(format!("{test}-{}", std::process::id()));
+        let out = self
+            .command(Path::new("/bin/mkdir"))
+            .args(["-p"])
+            .arg(&dir)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "mkdir {}: {}",
+            dir.display(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Lxcpath {
+            path: dir,
+            env: self,
+        }
     }
 
     /// The Debian bookworm rootfs tarball (built once by `.ci/test-rootfs`, as root).
     pub fn debian_rootfs(&self) -> PathBuf {
         let script = workspace().join(".ci/test-rootfs");
         let out = Command::new(&script).output().expect("run .ci/test-rootfs");
-        assert!(out.status.success(), "{} failed: {}", script.display(), String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{} failed: {}",
+            script.display(),
+            String::from_utf8_lossy(&out.stderr)
+        );
         PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
     }
 }
@@ -176,11 +227,18 @@ impl Drop for Lxcpath {
             for e in entries.flatten() {
                 let name = e.file_name().to_string_lossy().into_owned();
                 if e.path().join("config").exists() {
-                    let _ = self.env.ulxc_in(&self.path, &["destroy", "-n", &name, "-f"]);
+                    let _ = self
+                        .env
+                        .ulxc_in(&self.path, &["destroy", "-n", &name, "-f"]);
                 }
             }
         }
-        let _ = self.env.command(Path::new("/bin/rm")).args(["-rf"]).arg(&self.path).output();
+        let _ = self
+            .env
+            .command(Path::new("/bin/rm"))
+            .args(["-rf"])
+            .arg(&self.path)
+            .output();
     }
 }
 
@@ -223,7 +281,10 @@ pub fn eventually<T>(what: &str, limit: Duration, mut f: impl FnMut() -> Option<
         if let Some(v) = f() {
             return v;
         }
-        assert!(Instant::now() < deadline, "timed out after {limit:?} waiting for {what}");
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {limit:?} waiting for {what}"
+        );
         std::thread::sleep(Duration::from_millis(200));
     }
 }

@@ -10,7 +10,9 @@ use anyhow::{bail, Context, Result};
 use crate::cli::{self, Command, ConfigCommand};
 use crate::exit;
 use ulxc::attach::{self, AttachOptions};
-use ulxc::container::{self, create, destroy, info, paths, start, stop, Caller, ContainerDir, State};
+use ulxc::container::{
+    self, create, destroy, info, paths, start, stop, Caller, ContainerDir, State,
+};
 use ulxc::{checkconfig, config, idmap, userns};
 
 /// Runs one subcommand; returns the exit code.
@@ -54,11 +56,20 @@ fn key_values(items: &[String], what: &str) -> Result<Vec<(String, String)>> {
 
 fn create_cmd(a: cli::CreateArgs, caller: &Caller) -> Result<i32> {
     if a.bdev != "dir" {
-        bail!("backing store {} is not supported; ulxc keeps rootfs directories (-B dir)", a.bdev);
+        bail!(
+            "backing store {} is not supported; ulxc keeps rootfs directories (-B dir)",
+            a.bdev
+        );
     }
     let lxcpath = lxcpath(a.target.lxcpath.as_deref(), caller)?;
     let template = create::Template::parse(&a.template, &a.template_args)?;
-    let created = create::create(&lxcpath, &a.target.name, &template, a.config.as_deref(), caller)?;
+    let created = create::create(
+        &lxcpath,
+        &a.target.name,
+        &template,
+        a.config.as_deref(),
+        caller,
+    )?;
     for note in &created.notes {
         eprintln!("ulxc: {note}");
     }
@@ -115,7 +126,11 @@ fn stop_cmd(a: cli::StopArgs, caller: &Caller) -> Result<i32> {
 
 fn attach_cmd(a: cli::AttachArgs, caller: &Caller) -> Result<i32> {
     let dir = existing(&a.target, caller)?;
-    let opts = AttachOptions { command: a.command, extra_env: key_values(&a.set_var, "--set-var")?, keep_env: a.keep_env };
+    let opts = AttachOptions {
+        command: a.command,
+        extra_env: key_values(&a.set_var, "--set-var")?,
+        keep_env: a.keep_env,
+    };
     Ok(attach::attach(&dir, &opts)?)
 }
 
@@ -127,7 +142,10 @@ fn ls_cmd(a: cli::LsArgs, caller: &Caller) -> Result<i32> {
     let filter = a
         .filter
         .as_deref()
-        .map(|f| regex::Regex::new(f).with_context(|| format!("filter `{f}` is not a regular expression")))
+        .map(|f| {
+            regex::Regex::new(f)
+                .with_context(|| format!("filter `{f}` is not a regular expression"))
+        })
         .transpose()?;
     let rows: Vec<info::Listing> = info::list(&lxcpath)
         .into_iter()
@@ -145,7 +163,14 @@ fn ls_cmd(a: cli::LsArgs, caller: &Caller) -> Result<i32> {
             writeln!(out, "{}", r.name)?;
         }
     } else if !rows.is_empty() {
-        writeln!(out, "{}", rows.iter().map(|r| r.name.as_str()).collect::<Vec<_>>().join("  "))?;
+        writeln!(
+            out,
+            "{}",
+            rows.iter()
+                .map(|r| r.name.as_str())
+                .collect::<Vec<_>>()
+                .join("  ")
+        )?;
     }
     Ok(exit::OK)
 }
@@ -161,7 +186,11 @@ fn wait_cmd(a: cli::WaitArgs, caller: &Caller) -> Result<i32> {
     let states = a
         .state
         .split('|')
-        .map(|s| State::parse(s).with_context(|| format!("unknown state `{s}`; use RUNNING, STOPPED, STARTING or STOPPING")))
+        .map(|s| {
+            State::parse(s).with_context(|| {
+                format!("unknown state `{s}`; use RUNNING, STOPPED, STARTING or STOPPING")
+            })
+        })
         .collect::<Result<Vec<_>>>()?;
     let timeout = u64::try_from(a.timeout).ok().map(Duration::from_secs);
     stop::wait(&dir, &states, timeout)?;
@@ -173,7 +202,11 @@ fn info_cmd(a: cli::InfoArgs, caller: &Caller) -> Result<i32> {
     let i = info::info(&dir);
     let mut out = std::io::stdout().lock();
     if a.json {
-        writeln!(out, "{}", serde_json::to_string_pretty(&serde_json::json!({"version": 1, "info": i}))?)?;
+        writeln!(
+            out,
+            "{}",
+            serde_json::to_string_pretty(&serde_json::json!({"version": 1, "info": i}))?
+        )?;
     } else if a.state || a.pid || a.ips {
         if a.state {
             writeln!(out, "{:<16}{}", "State:", i.listing.state.as_str())?;
@@ -202,7 +235,10 @@ fn checkconfig_cmd(a: cli::CheckconfigArgs) -> Result<i32> {
         println!("{}", serde_json::to_string_pretty(&report.to_json())?);
     } else {
         use std::io::IsTerminal;
-        print!("{}", report.render_text(!a.no_color && std::io::stdout().is_terminal()));
+        print!(
+            "{}",
+            report.render_text(!a.no_color && std::io::stdout().is_terminal())
+        );
     }
     Ok(if report.ok() { exit::OK } else { exit::FAILURE })
 }
@@ -243,7 +279,8 @@ fn usernsexec_cmd(a: cli::UsernsexecArgs, caller: &Caller) -> Result<i32> {
 
 fn upgrade_cmd(file: &Path, dry_run: bool) -> Result<i32> {
     if dry_run {
-        let text = std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?;
+        let text = std::fs::read_to_string(file)
+            .with_context(|| format!("cannot read {}", file.display()))?;
         let (new, changes) = config::upgrade_text(&text, file)?;
         print!("{new}");
         for c in changes {
@@ -265,5 +302,9 @@ fn subid_cmd(caller: &Caller) -> Result<i32> {
     let uid = idmap::subuid_ranges(&caller.name, caller.uid)?;
     let gid = idmap::subgid_ranges(&caller.name, caller.uid)?;
     print!("{}", idmap::describe_for_cli(&caller.name, &uid, &gid));
-    Ok(if uid.is_empty() || gid.is_empty() { exit::FAILURE } else { exit::OK })
+    Ok(if uid.is_empty() || gid.is_empty() {
+        exit::FAILURE
+    } else {
+        exit::OK
+    })
 }

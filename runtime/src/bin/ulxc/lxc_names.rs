@@ -20,8 +20,13 @@ pub const LXC_COMMANDS: [(&str, &str); 11] = [
 
 /// Rewrites the argument vector when the program was invoked under an LXC name.
 pub fn rewrite(args: Vec<OsString>) -> Vec<OsString> {
-    let Some(first) = args.first() else { return args };
-    let program = Path::new(first).file_name().and_then(|n| n.to_str()).unwrap_or("");
+    let Some(first) = args.first() else {
+        return args;
+    };
+    let program = Path::new(first)
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or("");
     match LXC_COMMANDS.iter().find(|(lxc, _)| *lxc == program) {
         Some((lxc, sub)) => {
             let mut out = vec![OsString::from("ulxc"), OsString::from(*sub)];
@@ -43,8 +48,14 @@ mod tests {
 
     #[test]
     fn lxc_names_become_subcommands() {
-        assert_eq!(rewrite(os(&["/usr/bin/lxc-start", "-n", "c1", "-d"])), os(&["ulxc", "start", "-n", "c1", "-d"]));
-        assert_eq!(rewrite(os(&["lxc-ls", "--fancy"])), os(&["ulxc", "ls", "--fancy"]));
+        assert_eq!(
+            rewrite(os(&["/usr/bin/lxc-start", "-n", "c1", "-d"])),
+            os(&["ulxc", "start", "-n", "c1", "-d"])
+        );
+        assert_eq!(
+            rewrite(os(&["lxc-ls", "--fancy"])),
+            os(&["ulxc", "ls", "--fancy"])
+        );
         assert_eq!(rewrite(os(&["ulxc", "ls"])), os(&["ulxc", "ls"]));
     }
 }

@@ -27,7 +27,11 @@ fn main() {
     let cli = match cli::Cli::try_parse_from(args) {
         Ok(cli) => cli,
         Err(e) => {
-            let code = if e.use_stderr() { exit::USAGE } else { exit::OK };
+            let code = if e.use_stderr() {
+                exit::USAGE
+            } else {
+                exit::OK
+            };
             let _ = e.print();
             std::process::exit(code);
         }
@@ -56,7 +60,12 @@ fn chain(e: &anyhow::Error) -> String {
 
 fn init_logging(cli: &cli::Cli) {
     use tracing_subscriber::EnvFilter;
-    let level = match cli.log_priority.as_deref().map(str::to_ascii_uppercase).as_deref() {
+    let level = match cli
+        .log_priority
+        .as_deref()
+        .map(str::to_ascii_uppercase)
+        .as_deref()
+    {
         _ if cli.quiet => "error",
         Some("FATAL" | "ALERT" | "CRIT" | "ERROR") => "error",
         Some("WARN" | "WARNING") => "warn",
@@ -71,8 +80,15 @@ fn init_logging(cli: &cli::Cli) {
         .without_time()
         .with_target(false);
     match &cli.log_file {
-        Some(path) => match std::fs::OpenOptions::new().create(true).append(true).open(path) {
-            Ok(file) => builder.with_ansi(false).with_writer(std::sync::Mutex::new(file)).init(),
+        Some(path) => match std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+        {
+            Ok(file) => builder
+                .with_ansi(false)
+                .with_writer(std::sync::Mutex::new(file))
+                .init(),
             Err(e) => {
                 builder.with_writer(std::io::stderr).init();
                 tracing::warn!(?path, %e, "cannot open the log file; logging to stderr");
