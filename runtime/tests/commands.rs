@@ -216,3 +216,66 @@ fn a_killed_monitor_is_survived() {
     ok(&e.ulxc_in(&lxc.path, &["stop", "-n", "m", "-k"]));
     let _ = fails(&e.ulxc_in(&lxc.path, &["attach", "-n", "m", "--", "true"]));
 }
+
+#[test]
+fn wait_reaches_states_or_times_out() {
+    let e = env();
+    let lxc = e.lxcpath("wait");
+    ok(&e.ulxc_in(&lxc.path, &["create", "-n", "w", "-t", "busybox"]));
+    ok(&e.ulxc_in(&lxc.path, &["wait", "-n", "w", "-s", "STOPPED", "-t", "5"]));
+    let err = fails(&e.ulxc_in(&lxc.path, &["wait", "-n", "w", "-s", "RUNNING", "-t", "1"]));
+    assert!(err.contains("still STOPPED after 1 s"), "{err}");
+    ok(&e.ulxc_in(&lxc.path, &["start", "-n", "w", "-d"]));
+    ok(&e.ulxc_in(
+        &lxc.path,
+        &["wait", "-n", "w", "-s", "RUNNING|STOPPED", "-t", "5"],
+    ));
+    let bad = fails(&e.ulxc_in(&lxc.path, &["wait", "-n", "w", "-s", "FLYING"]));
+    assert!(bad.contains("unknown state"), "{bad}");
+    ok(&e.ulxc_in(&lxc.path, &["stop", "-n", "w", "-k"]));
+}
+
+#[test]
+fn foreground_start_shows_the_console_and_ends_with_the_container() {
+    let e = env();
+    let lxc = e.lxcpath("foreground");
+    ok(&e.ulxc_in(&lxc.path, &["create", "-n", "fg", "-t", "busybox"]));
+    let p = lxc.path.to_str().unwrap().to_string();
+    let child = e
+        .command(&e.bin)
+        .args(["start", "-P", &p, "-n", "fg", "-F"])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    eventually(
+        "the foreground container to run",
+        Duration::from_secs(10),
+        || {
+            let s = e.ulxc_in(&lxc.path, &["info", "-n", "fg", "-s"]);
+            String::from_utf8_lossy(&s.stdout)
+                .contains("RUNNING")
+                .then_some(())
+        },
+    );
+    ok(&e.ulxc_in(
+        &lxc.path,
+        &[
+            "attach",
+            "-n",
+            "fg",
+            "--",
+            "sh",
+            "-c",
+            "echo hello-console > /dev/console",
+        ],
+    ));
+    ok(&e.ulxc_in(&lxc.path, &["stop", "-n", "fg", "-t", "10"]));
+    let out = child.wait_with_output().unwrap();
+    let console = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        console.contains("hello-console"),
+        "the console is relayed to stdout: {console}"
+    );
+}

@@ -577,6 +577,19 @@ fn launch(
 /// the helper user namespace first.
 pub fn release_cgroup(cg: &ContainerCgroup, map: &IdMap, caller: &Caller) {
     let path = cg.path().to_path_buf();
+    let has_children = std::fs::read_dir(&path)
+        .map(|entries| {
+            entries
+                .flatten()
+                .any(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+        })
+        .unwrap_or(false);
+    if !has_children {
+        if let Err(e) = cg.remove() {
+            tracing::warn!(%e, "cannot remove the container's cgroup");
+        }
+        return;
+    }
     let helper = helper_map(map, caller);
     let write = |pid: Pid| {
         idmap::write_maps(u32::try_from(pid.as_raw()).unwrap_or(0), &helper)
