@@ -171,9 +171,36 @@ struct PendingStop {
     killed: bool,
 }
 
-/// Serves clients, relays the console and waits for init to end; returns init's exit
-/// code. `self_uid` is the only uid allowed to connect.
-pub fn serve(mut sup: Supervised, self_uid: u32) -> i32 {
+/// How supervision ended: init's exit code, and the clients waiting for a stop to be
+/// confirmed — answered by [`Served::confirm`] once the monitor has cleaned up, so that a
+/// `stop` returns only when the container can be started again.
+pub struct Served {
+    /// Init's exit code (128+signal when killed).
+    pub code: i32,
+    /// Clients whose stop request awaits its answer.
+    pub waiting: Vec<UnixStream>,
+    /// Whether init had to be killed.
+    pub killed: bool,
+}
+
+impl Served {
+    /// Tells every waiting client that the container has stopped.
+    pub fn confirm(self) -> i32 {
+        for mut c in self.waiting {
+            reply(
+                &mut c,
+                &Response::Stopped {
+                    killed: self.killed,
+                },
+            );
+        }
+        self.code
+    }
+}
+
+/// Serves clients, relays the console and waits for init to end. `self_uid` is the
+/// only uid allowed to connect (besides root).
+pub fn serve(mut sup: Supervised, self_uid: u32) -> Served {
     let _ = sup.listener.set_nonblocking(true);
     let mut pending: Option<PendingStop> = None;
     let mut console_file = sup
@@ -255,12 +282,15 @@ pub fn serve(mut sup: Supervised, self_uid: u32) -> i32 {
                 drain_console(file, &mut sink);
             }
             (sup.kill_all)();
-            if let Some(p) = pending.take() {
-                for mut c in p.clients {
-                    reply(&mut c, &Response::Stopped { killed: p.killed });
-                }
-            }
-            return code;
+            let (waiting, killed) = match pending.take() {
+                Some(p) => (p.clients, p.killed),
+                None => (Vec::new(), false),
+            };
+            return Served {
+                code,
+                waiting,
+                killed,
+            };
         }
         if let Some(p) = pending.as_mut() {
             if !p.killed && Instant::now() >= p.kill_at {

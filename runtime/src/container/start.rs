@@ -396,13 +396,13 @@ fn run_monitor(
     let raw = (!detached && sys::pty::is_terminal(stdin.as_fd()))
         .then(|| sys::pty::RawMode::enter(stdin.as_fd()).ok())
         .flatten();
-    let code = monitor::serve(sup, caller.uid);
+    let served = monitor::serve(sup, caller.uid);
     drop(raw);
     if let Some(cg) = &cgroup {
         release_cgroup(cg, map, caller);
     }
     state::clean_stale_unlocked(dir);
-    Ok(code)
+    Ok(served.confirm())
 }
 
 #[allow(clippy::type_complexity)]

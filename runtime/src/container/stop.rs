@@ -28,24 +28,20 @@ pub enum Stopped {
 /// Stops container `dir`: the halt signal, up to `timeout_secs` for init to end, then
 /// SIGKILL; `kill` kills at once.
 pub fn stop(dir: &ContainerDir, timeout_secs: u64, kill: bool) -> Result<Stopped, ContainerError> {
-    let observed = state::observe(dir);
-    if observed.state == State::Stopped {
-        return Ok(Stopped::WasStopped);
-    }
-    if observed.monitor {
-        match monitor::request(&dir.monitor_socket(), &Request::Stop { timeout_secs, kill }) {
-            Ok(Response::Stopped { killed }) => {
-                wait_for_monitor_exit(dir, Duration::from_secs(10));
-                return Ok(if killed || kill {
-                    Stopped::Killed
-                } else {
-                    Stopped::Halted
-                });
-            }
-            Ok(Response::Error { message }) => return Err(ContainerError::Unsupported(message)),
-            Ok(other) => tracing::warn!(?other, "unexpected answer to stop"),
-            Err(e) => tracing::warn!(%e, "monitor did not answer the stop; stopping directly"),
+    // Ask the monitor first; only when none answers, look at the recorded state.
+    match monitor::request(&dir.monitor_socket(), &Request::Stop { timeout_secs, kill }) {
+        Ok(Response::Stopped { killed }) => {
+            wait_for_monitor_exit(dir, Duration::from_secs(10));
+            return Ok(if killed || kill {
+                Stopped::Killed
+            } else {
+                Stopped::Halted
+            });
         }
+        Ok(Response::Error { message }) => return Err(ContainerError::Unsupported(message)),
+        Ok(other) => tracing::warn!(?other, "unexpected answer to stop"),
+        Err(monitor::MonitorError::Unreachable { .. }) => {}
+        Err(e) => tracing::warn!(%e, "monitor did not answer the stop; stopping directly"),
     }
     // No monitor: signal init ourselves.
     let Some(run) = state::observe(dir).run else {
@@ -95,7 +91,8 @@ fn wait_for_monitor_exit(dir: &ContainerDir, limit: Duration) {
         } else {
             return;
         }
-        std::thread::sleep(Duration::from_millis(5));
+        // The monitor answers once it has cleaned up, just before it exits.
+        std::thread::sleep(Duration::from_micros(500));
     }
 }
 
