@@ -88,7 +88,8 @@ pub fn attach(dir: &ContainerDir, opts: &AttachOptions) -> Result<i32, Container
                 eprintln!("ulxc attach: cannot become root in the container: {e}");
                 sys::process::exit_now(126);
             }
-            let _ = nix::unistd::chdir("/root").or_else(|_| nix::unistd::chdir("/"));
+            let _ = sys::process::change_dir(std::path::Path::new("/root"))
+                .or_else(|_| sys::process::change_dir(std::path::Path::new("/")));
             let e = sys::process::exec_with_env(&argv, &env);
             eprintln!("ulxc attach: cannot execute {}: {e}", argv.join(" "));
             sys::process::exit_now(if e == sys::Errno::ENOENT { 127 } else { 126 })

@@ -174,7 +174,7 @@ fn setup(plan: &SetupPlan) -> Result<(), String> {
     )?;
     step(
         &format!("cannot enter the rootfs {}", plan.rootfs.display()),
-        nix::unistd::chdir(&plan.rootfs),
+        sys::process::change_dir(&plan.rootfs),
     )?;
     let console = match &plan.console_path {
         Some(p) => Some(step(
@@ -219,7 +219,7 @@ fn setup(plan: &SetupPlan) -> Result<(), String> {
             )?;
         }
     }
-    if let Err(e) = nix::unistd::chdir(&plan.cwd) {
+    if let Err(e) = sys::process::change_dir(&plan.cwd) {
         tracing::debug!(cwd = ?plan.cwd, %e, "init's working directory missing; using /");
     }
     Ok(())

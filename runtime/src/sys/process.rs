@@ -359,3 +359,8 @@ pub fn caught_signals(pid: Pid) -> Option<u64> {
     let line = status.lines().find(|l| l.starts_with("SigCgt:"))?;
     u64::from_str_radix(line.trim_start_matches("SigCgt:").trim(), 16).ok()
 }
+
+/// Changes the working directory of this process.
+pub fn change_dir(path: &std::path::Path) -> Result<(), Errno> {
+    nix::unistd::chdir(path)
+}
