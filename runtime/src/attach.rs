@@ -51,14 +51,6 @@ pub fn attach(dir: &ContainerDir, opts: &AttachOptions) -> Result<i32, Container
     };
     let env = environment(opts);
 
-    let stdin = std::io::stdin();
-    let tty = sys::pty::is_terminal(stdin.as_fd());
-    let pty = if tty {
-        sys::pty::open_pty(Some(stdin.as_fd())).ok()
-    } else {
-        None
-    };
-
     // Join the container's cgroup first, while we can still see the host's cgroupfs.
     if let Some(cg) = &run.cgroup {
         if let Err(e) = std::fs::write(cg.join("cgroup.procs"), std::process::id().to_string()) {
@@ -72,6 +64,25 @@ pub fn attach(dir: &ContainerDir, opts: &AttachOptions) -> Result<i32, Container
             why: format!("cannot enter the container's {kind} namespace: {e}"),
         })?;
     let _ = sys::process::set_not_dumpable();
+    // Become the container's root here already, so that the pty below comes from the
+    // container's own devpts (a name the command can see, owned by container root).
+    sys::ns::become_root().map_err(|e| ContainerError::Start {
+        name: dir.name.clone(),
+        why: format!("cannot become root in the container: {e}"),
+    })?;
+    let stdin = std::io::stdin();
+    let tty = sys::pty::is_terminal(stdin.as_fd());
+    let pty = if tty {
+        match sys::pty::open_pty(Some(stdin.as_fd())) {
+            Ok(p) => Some(p),
+            Err(e) => {
+                tracing::warn!(%e, "cannot open a pty in the container; running without one");
+                None
+            }
+        }
+    } else {
+        None
+    };
 
     match sys::process::fork_with_pidfd().map_err(|e| ContainerError::Start {
         name: dir.name.clone(),

@@ -279,3 +279,170 @@ fn foreground_start_shows_the_console_and_ends_with_the_container() {
         "the console is relayed to stdout: {console}"
     );
 }
+
+#[test]
+fn attach_gives_a_pty_when_stdin_is_a_terminal() {
+    let e = env();
+    let lxc = e.lxcpath("pty");
+    ok(&e.ulxc_in(&lxc.path, &["create", "-n", "t", "-t", "busybox"]));
+    ok(&e.ulxc_in(&lxc.path, &["start", "-n", "t", "-d"]));
+    let p = lxc.path.to_str().unwrap();
+    // `script` runs the command on a pseudo-terminal, as an interactive user would.
+    let inner = format!(
+        "{} attach -P {p} -n t -- tty; echo status=$?",
+        e.bin.display()
+    );
+    let out = ok(&e
+        .command(std::path::Path::new("/usr/bin/script"))
+        .args(["-qec", &inner, "/dev/null"])
+        .output()
+        .unwrap());
+    assert!(out.contains("/dev/pts/"), "a terminal inside: {out}");
+    assert!(out.contains("status=0"), "{out}");
+    let piped = e.ulxc_in(&lxc.path, &["attach", "-n", "t", "--", "tty"]);
+    assert_eq!(
+        piped.status.code(),
+        Some(1),
+        "no terminal when stdin is not one"
+    );
+    ok(&e.ulxc_in(&lxc.path, &["stop", "-n", "t", "-k"]));
+}
+
+#[test]
+fn dropped_capabilities_leave_the_bounding_set() {
+    let e = env();
+    let lxc = e.lxcpath("caps");
+    let conf = lxc.path.join("caps.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "lxc.idmap = u 0 {} 65536\nlxc.idmap = g 0 {} 65536\nlxc.mount.auto = proc:mixed\nlxc.cap.drop = sys_time mknod\n",
+            e.subuid, e.subgid
+        ),
+    )
+    .unwrap();
+    ok(&e.ulxc_in(
+        &lxc.path,
+        &[
+            "create",
+            "-n",
+            "c",
+            "-f",
+            conf.to_str().unwrap(),
+            "-t",
+            "busybox",
+        ],
+    ));
+    ok(&e.ulxc_in(&lxc.path, &["start", "-n", "c", "-d"]));
+    let status = ok(&e.ulxc_in(
+        &lxc.path,
+        &["attach", "-n", "c", "--", "cat", "/proc/1/status"],
+    ));
+    let bnd = status
+        .lines()
+        .find_map(|l| l.strip_prefix("CapBnd:"))
+        .unwrap()
+        .trim()
+        .to_string();
+    let mask = u64::from_str_radix(&bnd, 16).unwrap();
+    assert_eq!(mask & (1 << 25), 0, "CAP_SYS_TIME dropped: {bnd}");
+    assert_eq!(mask & (1 << 27), 0, "CAP_MKNOD dropped: {bnd}");
+    assert_ne!(mask & (1 << 21), 0, "CAP_SYS_ADMIN kept: {bnd}");
+    ok(&e.ulxc_in(&lxc.path, &["stop", "-n", "c", "-k"]));
+}
+
+#[test]
+fn veth_is_validated_and_refused_until_networking_exists() {
+    let e = env();
+    let lxc = e.lxcpath("veth");
+    let conf = lxc.path.join("veth.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "lxc.idmap = u 0 {} 65536\nlxc.idmap = g 0 {} 65536\nlxc.net.0.type = veth\nlxc.net.0.link = lxcbr0\nlxc.net.0.flags = up\nlxc.net.0.hwaddr = 00:16:3e:xx:xx:xx\n",
+            e.subuid, e.subgid
+        ),
+    )
+    .unwrap();
+    ok(&e.ulxc_in(
+        &lxc.path,
+        &[
+            "create",
+            "-n",
+            "v",
+            "-f",
+            conf.to_str().unwrap(),
+            "-t",
+            "busybox",
+        ],
+    ));
+    let err = fails(&e.ulxc_in(&lxc.path, &["start", "-n", "v", "-d"]));
+    assert!(
+        err.contains("lxc.net.0.type = veth") && err.contains("not built yet"),
+        "{err}"
+    );
+    let info = ok(&e.ulxc_in(&lxc.path, &["info", "-n", "v", "-s"]));
+    assert!(info.contains("STOPPED"), "{info}");
+    // A bad MAC address is an error at its line.
+    std::fs::write(
+        &conf,
+        "lxc.net.0.type = veth\nlxc.net.0.hwaddr = 00:16:3e:zz\n",
+    )
+    .unwrap();
+    let err = fails(&e.ulxc_in(
+        &lxc.path,
+        &[
+            "create",
+            "-n",
+            "v2",
+            "-f",
+            conf.to_str().unwrap(),
+            "-t",
+            "busybox",
+        ],
+    ));
+    assert!(err.contains("veth.conf:2"), "{err}");
+    assert!(!lxc.path.join("v2").exists());
+}
+
+#[test]
+fn destroy_does_not_follow_links_out_of_the_container() {
+    let e = env();
+    let lxc = e.lxcpath("links");
+    ok(&e.ulxc_in(&lxc.path, &["create", "-n", "l", "-t", "busybox"]));
+    // A file of the user's outside the container, and links to it from inside the rootfs.
+    let outside = lxc.path.join("precious");
+    std::fs::write(&outside, "keep me").unwrap();
+    std::os::unix::fs::chown(&outside, Some(e.uid), Some(e.gid)).unwrap();
+    ok(&e.ulxc_in(&lxc.path, &["start", "-n", "l", "-d"]));
+    let target = outside.to_str().unwrap();
+    ok(&e.ulxc_in(
+        &lxc.path,
+        &[
+            "attach",
+            "-n",
+            "l",
+            "--",
+            "ln",
+            "-s",
+            target,
+            "/root/abs-link",
+        ],
+    ));
+    ok(&e.ulxc_in(
+        &lxc.path,
+        &[
+            "attach",
+            "-n",
+            "l",
+            "--",
+            "ln",
+            "-s",
+            "../../../../precious",
+            "/root/rel-link",
+        ],
+    ));
+    ok(&e.ulxc_in(&lxc.path, &["destroy", "-n", "l", "-f"]));
+    assert!(!lxc.path.join("l").exists());
+    assert_eq!(std::fs::read_to_string(&outside).unwrap(), "keep me");
+}

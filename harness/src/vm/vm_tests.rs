@@ -449,3 +449,55 @@ async fn boot_figures() {
         restores
     );
 }
+
+/// Rounds of boot figures for `bench/harness`: `ULXC_BENCH_ROUNDS` (default 3) cold boots
+/// to SSH ready without saved state, then one cold boot that saves the state into a fresh
+/// snapshot cache of this run, then as many restored starts to SSH ready. Each VM is shut
+/// down (QEMU gone) before the next starts. Prints one line `BENCH_JSON {...}` (seconds).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "boots VMs: run by bench/harness"]
+async fn bench_boot_rounds() {
+    let rounds: usize = std::env::var("ULXC_BENCH_ROUNDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(3);
+    let work = tempfile::tempdir().unwrap();
+    let cache = work.path().join("snapshots");
+    let mut cold = Vec::new();
+    for i in 0..rounds {
+        let (s, _) = spec(&format!("cold{i}"), work.path(), None);
+        let t = Instant::now();
+        let vm = Vm::start(s).await.unwrap();
+        cold.push(t.elapsed().as_secs_f64());
+        assert!(!vm.restored());
+        assert_eq!(vm.exec("root", "true", T).await.unwrap().status, 0);
+        vm.shutdown().await.unwrap();
+        eprintln!("cold boot {i}: {:.2} s", cold[i]);
+    }
+    let (s, _) = spec("prime", work.path(), Some(cache.clone()));
+    let t = Instant::now();
+    let vm = Vm::start(s).await.unwrap();
+    let prime = t.elapsed().as_secs_f64();
+    assert!(!vm.restored());
+    vm.shutdown().await.unwrap();
+    let mut restored = Vec::new();
+    for i in 0..rounds {
+        let (s, _) = spec(&format!("restored{i}"), work.path(), Some(cache.clone()));
+        let t = Instant::now();
+        let vm = Vm::start(s).await.unwrap();
+        restored.push(t.elapsed().as_secs_f64());
+        assert!(vm.restored(), "restored start {i} fell back to a cold boot");
+        assert_eq!(vm.exec("root", "true", T).await.unwrap().status, 0);
+        vm.shutdown().await.unwrap();
+        eprintln!("restored start {i}: {:.2} s", restored[i]);
+    }
+    println!(
+        "BENCH_JSON {}",
+        serde_json::json!({
+            "accel": detect_accel().to_string(),
+            "cold": cold,
+            "prime_cold_boot_and_save": prime,
+            "restored": restored,
+        })
+    );
+}
