@@ -258,50 +258,9 @@ impl Default for ContainerConfig {
     }
 }
 
-/// Capability names LXC accepts (lower case, without `cap_`).
-const CAPS: &[&str] = &[
-    "chown",
-    "dac_override",
-    "dac_read_search",
-    "fowner",
-    "fsetid",
-    "kill",
-    "setgid",
-    "setuid",
-    "setpcap",
-    "linux_immutable",
-    "net_bind_service",
-    "net_broadcast",
-    "net_admin",
-    "net_raw",
-    "ipc_lock",
-    "ipc_owner",
-    "sys_module",
-    "sys_rawio",
-    "sys_chroot",
-    "sys_ptrace",
-    "sys_pacct",
-    "sys_admin",
-    "sys_boot",
-    "sys_nice",
-    "sys_resource",
-    "sys_time",
-    "sys_tty_config",
-    "mknod",
-    "lease",
-    "audit_write",
-    "audit_control",
-    "setfcap",
-    "mac_override",
-    "mac_admin",
-    "syslog",
-    "wake_alarm",
-    "block_suspend",
-    "audit_read",
-    "perfmon",
-    "bpf",
-    "checkpoint_restore",
-];
+/// Capability names LXC accepts (lower case, without `cap_`): the kernel's, as
+/// [`crate::sys::caps`] numbers them.
+const CAPS: &[&str] = &crate::sys::caps::CAPABILITY_NAMES;
 
 /// Architectures LXC's `lxc.arch` accepts.
 const ARCHES: &[&str] = &[

@@ -273,23 +273,7 @@ fn mount_auto(auto: &MountAuto) -> Result<(), String> {
                     )?;
                 }
             }
-            let net = Path::new("proc/sys/net");
-            if net.exists() {
-                step(
-                    "cannot bind /proc/sys/net",
-                    sys::mount::bind(net, net, false),
-                )?;
-                step(
-                    "cannot make /proc/sys/net writable",
-                    sys::mount::mount(
-                        None,
-                        net,
-                        None,
-                        Flags::MS_BIND | Flags::MS_REMOUNT | SAFE,
-                        None,
-                    ),
-                )?;
-            }
+            bind_writable("proc/sys/net")?;
         }
     }
     if let Some(mode) = &auto.sys {
@@ -303,23 +287,7 @@ fn mount_auto(auto: &MountAuto) -> Result<(), String> {
             sys::mount::mount(Some("sysfs"), Path::new("sys"), Some("sysfs"), flags, None),
         )?;
         if *mode == SysMount::Mixed {
-            let net = Path::new("sys/devices/virtual/net");
-            if net.exists() {
-                step(
-                    "cannot bind /sys/devices/virtual/net",
-                    sys::mount::bind(net, net, false),
-                )?;
-                step(
-                    "cannot make /sys/devices/virtual/net writable",
-                    sys::mount::mount(
-                        None,
-                        net,
-                        None,
-                        Flags::MS_BIND | Flags::MS_REMOUNT | SAFE,
-                        None,
-                    ),
-                )?;
-            }
+            bind_writable("sys/devices/virtual/net")?;
         }
     }
     if let Some(mode) = &auto.cgroup {
@@ -336,6 +304,24 @@ fn mount_auto(auto: &MountAuto) -> Result<(), String> {
         step("cannot mount the cgroup2 hierarchy at /sys/fs/cgroup", r)?;
     }
     Ok(())
+}
+
+/// Makes `path` (relative to the rootfs, below a read-only mount) writable again by
+/// bind-mounting it onto itself without `MS_RDONLY`; absent paths are left alone.
+fn bind_writable(path: &str) -> Result<(), String> {
+    let p = Path::new(path);
+    if !p.exists() {
+        return Ok(());
+    }
+    step(
+        &format!("cannot bind /{path}"),
+        sys::mount::bind(p, p, false),
+    )?;
+    let flags = Flags::MS_BIND | Flags::MS_REMOUNT | SAFE;
+    step(
+        &format!("cannot make /{path} writable"),
+        sys::mount::mount(None, p, None, flags, None),
+    )
 }
 
 const DEVICES: [&str; 6] = ["null", "zero", "full", "random", "urandom", "tty"];
