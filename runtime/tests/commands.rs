@@ -313,14 +313,10 @@ fn dropped_capabilities_leave_the_bounding_set() {
     let e = env();
     let lxc = e.lxcpath("caps");
     let conf = lxc.path.join("caps.conf");
-    std::fs::write(
+    e.write_config(
         &conf,
-        format!(
-            "lxc.idmap = u 0 {} 65536\nlxc.idmap = g 0 {} 65536\nlxc.mount.auto = proc:mixed\nlxc.cap.drop = sys_time mknod\n",
-            e.subuid, e.subgid
-        ),
-    )
-    .unwrap();
+        "lxc.mount.auto = proc:mixed\nlxc.cap.drop = sys_time mknod\n",
+    );
     ok(&e.ulxc_in(
         &lxc.path,
         &[
@@ -356,14 +352,7 @@ fn veth_is_validated_and_refused_until_networking_exists() {
     let e = env();
     let lxc = e.lxcpath("veth");
     let conf = lxc.path.join("veth.conf");
-    std::fs::write(
-        &conf,
-        format!(
-            "lxc.idmap = u 0 {} 65536\nlxc.idmap = g 0 {} 65536\nlxc.net.0.type = veth\nlxc.net.0.link = lxcbr0\nlxc.net.0.flags = up\nlxc.net.0.hwaddr = 00:16:3e:xx:xx:xx\n",
-            e.subuid, e.subgid
-        ),
-    )
-    .unwrap();
+    e.write_config(&conf, "lxc.net.0.type = veth\nlxc.net.0.link = lxcbr0\nlxc.net.0.flags = up\nlxc.net.0.hwaddr = 00:16:3e:xx:xx:xx\n");
     ok(&e.ulxc_in(
         &lxc.path,
         &[

@@ -200,6 +200,16 @@ impl Env {
         }
     }
 
+    /// Writes a container config file at `path`: the test user's id map, then `extra`
+    /// (more `key = value` lines).
+    pub fn write_config(&self, path: &Path, extra: &str) {
+        let text = format!(
+            "lxc.idmap = u 0 {} 65536\nlxc.idmap = g 0 {} 65536\n{extra}",
+            self.subuid, self.subgid
+        );
+        std::fs::write(path, text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    }
+
     /// The Debian bookworm rootfs tarball (built once by `.ci/test-rootfs`, as root).
     pub fn debian_rootfs(&self) -> PathBuf {
         let script = workspace().join(".ci/test-rootfs");
