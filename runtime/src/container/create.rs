@@ -28,6 +28,9 @@ pub enum Template {
         /// Extra configuration to append.
         config: Option<PathBuf>,
     },
+    /// An image from an LXC image server (index, signed rootfs, cache), see
+    /// [`image::download`].
+    Download(Box<image::download::Request>),
 }
 
 impl Template {
@@ -65,7 +68,10 @@ impl Template {
                 let rootfs = std::path::absolute(&rootfs).unwrap_or(rootfs);
                 Ok(Template::Local { rootfs, config })
             }
-            other => Err(usage(format!("unknown template {other}; available: busybox, local (-t local -- --rootfs TARBALL)"))),
+            "download" => image::download::Request::parse(args)
+                .map(|r| Template::Download(Box::new(r)))
+                .map_err(usage),
+            other => Err(usage(format!("unknown template {other}; available: busybox, local (-t local -- --rootfs TARBALL), download ({})", image::download::USAGE))),
         }
     }
 }
@@ -77,6 +83,8 @@ pub struct Created {
     pub dir: ContainerDir,
     /// Lines to tell the user (warnings from the config, the unpack summary).
     pub notes: Vec<String>,
+    /// The closing message of a downloaded image (LXC prints it after `---`).
+    pub message: Option<String>,
 }
 
 /// The id map of a container: its `lxc.idmap` lines checked against the user's
@@ -176,7 +184,39 @@ pub fn create(
     }
     let cfg = config::ContainerConfig::from_raw(&config::parse_raw_str(&text, &origin)?)?;
     let map = container_idmap(&cfg, caller)?;
+    let mut effective = template.clone();
+    let mut message = None;
+    let mut template_header = "# from --config";
+    let mut fill: Vec<String> = Vec::new();
     let template_text = match template {
+        Template::Download(req) => {
+            // Downloaded and verified before the container directory exists.
+            let img = image::download::prepare(req).map_err(ContainerError::from)?;
+            let rootfs = dir.rootfs();
+            let text = img.meta.config(name_arg, &dir.dir, &rootfs);
+            config::parse_raw_str(&text, &img.dir.join("meta.tar.xz:config"))?;
+            notes.extend(img.notes.iter().map(|n| format!("image: {n}")));
+            message = Some(
+                img.meta
+                    .create_message(name_arg, &dir.dir, &rootfs)
+                    .unwrap_or_else(|| {
+                        format!(
+                            "You just created a {} {} {} ({}) container.\n\n\
+                     No user accounts and no root password are set up in it.\n\
+                     Enter it with: ulxc attach -n {name_arg}\n",
+                            img.entry.dist, img.entry.release, img.entry.arch, img.entry.build
+                        )
+                    }),
+            );
+            template_header = "# Distribution configuration";
+            fill = img.meta.templates();
+            effective = Template::Local {
+                rootfs: img.rootfs.clone(),
+                config: None,
+            };
+            eprintln!("Unpacking the rootfs");
+            Some(text)
+        }
         Template::Local {
             rootfs,
             config: extra,
@@ -209,11 +249,23 @@ pub fn create(
     }
     std::fs::create_dir(&dir.dir)
         .map_err(io_err(format!("cannot create {}", dir.dir.display())))?;
-    match build(&dir, template, template_text, text, &map, caller) {
+    match build(
+        &dir,
+        &effective,
+        (template_header, fill),
+        template_text,
+        text,
+        &map,
+        caller,
+    ) {
         Ok(more) => {
             notes.extend(more);
             paths::remember_lxcpath(caller, lxcpath);
-            Ok(Created { dir, notes })
+            Ok(Created {
+                dir,
+                notes,
+                message,
+            })
         }
         Err(e) => {
             if let Err(cleanup) = remove_container_dir(&dir, &map, caller) {
@@ -227,6 +279,7 @@ pub fn create(
 fn build(
     dir: &ContainerDir,
     template: &Template,
+    (template_header, fill): (&str, Vec<String>),
     template_text: Option<String>,
     base_text: String,
     map: &IdMap,
@@ -241,6 +294,7 @@ fn build(
     let tpl = template.clone();
     let rootfs_in = rootfs.clone();
     let summary_in = summary_path.clone();
+    let (fill_name, fill_dir, fill_rootfs) = (dir.name.clone(), dir.dir.clone(), rootfs.clone());
     in_helper_ns(&helper, move || {
         std::fs::create_dir(&rootfs_in)
             .map_err(|e| format!("cannot create {}: {e}", rootfs_in.display()))?;
@@ -261,6 +315,16 @@ fn build(
                 if let Some(line) = s.skipped_devices_line() {
                     summary = line;
                 }
+                image::download::meta::fill_templates(
+                    &rootfs_in,
+                    &fill,
+                    &fill_name,
+                    &fill_dir,
+                    &fill_rootfs,
+                )?;
+            }
+            Template::Download(_) => {
+                return Err("the download template must be resolved to its tarball first".into())
             }
             Template::Busybox { busybox } => {
                 let out = image::busybox_rootfs(&rootfs_in, busybox).map_err(|e| e.to_string())?;
@@ -286,7 +350,7 @@ fn build(
         config_text.push_str(template_lines);
     }
     if let Some(extra) = template_text {
-        config_text.push_str("\n# from --config\n");
+        config_text.push_str(&format!("\n{template_header}\n"));
         config_text.push_str(&extra);
         config_text.push('\n');
     }

@@ -87,6 +87,9 @@ pub enum ContainerError {
     /// A cgroup operation failed.
     #[error(transparent)]
     Cgroup(Box<crate::cgroup::CgroupError>),
+    /// The download template failed (index, transfer, signature, cache).
+    #[error(transparent)]
+    Download(Box<crate::image::download::DownloadError>),
     /// Running in a user namespace failed.
     #[error(transparent)]
     Userns(Box<crate::userns::UsernsError>),
@@ -184,5 +187,11 @@ impl From<crate::cgroup::CgroupError> for ContainerError {
 impl From<crate::userns::UsernsError> for ContainerError {
     fn from(e: crate::userns::UsernsError) -> Self {
         ContainerError::Userns(Box::new(e))
+    }
+}
+
+impl From<crate::image::download::DownloadError> for ContainerError {
+    fn from(e: crate::image::download::DownloadError) -> Self {
+        ContainerError::Download(Box::new(e))
     }
 }

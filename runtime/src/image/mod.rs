@@ -9,6 +9,7 @@
 //! (`openat`-style walking, `mkfifo`) are in `sys::image`.
 
 pub mod busybox;
+pub mod download;
 pub mod remove;
 pub mod unpack;
 

@@ -62,7 +62,12 @@ fn create_cmd(a: cli::CreateArgs, caller: &Caller) -> Result<i32> {
         );
     }
     let lxcpath = lxcpath(a.target.lxcpath.as_deref(), caller)?;
-    let template = create::Template::parse(&a.template, &a.template_args)?;
+    let mut template = create::Template::parse(&a.template, &a.template_args)?;
+    if let create::Template::Download(req) = &mut template {
+        if (req.list || !req.missing().is_empty()) && !download_index(req)? {
+            return Ok(exit::OK);
+        }
+    }
     let created = create::create(
         &lxcpath,
         &a.target.name,
@@ -80,7 +85,38 @@ fn create_cmd(a: cli::CreateArgs, caller: &Caller) -> Result<i32> {
         created.dir.name,
         p_flag(&lxcpath, caller),
     );
+    if let Some(message) = &created.message {
+        println!("\n---\n{}", message.trim_end());
+    }
     Ok(exit::OK)
+}
+
+/// `-t download` with `--list` or without `-d/-r/-a`: prints the index as LXC does, then
+/// asks for what is missing on a terminal. Returns whether to go on creating.
+fn download_index(req: &mut ulxc::image::download::Request) -> Result<bool> {
+    use std::io::IsTerminal;
+    use ulxc::image::download as dl;
+    let settings = dl::Settings::resolve(req)?;
+    let client = dl::Client::new(&settings.server, settings.ca_file.as_deref())?;
+    eprintln!("Downloading the image index");
+    let entries = dl::fetch_index(&client, &settings.server)?;
+    print!("{}", dl::index::table(&entries, &req.filter()));
+    std::io::stdout().flush()?;
+    if req.list {
+        return Ok(false);
+    }
+    if !std::io::stdin().is_terminal() {
+        bail!(
+            "the download template needs {} (no terminal to ask on); e.g. -t download -- -d debian -r bookworm -a amd64",
+            req.missing().join(" ")
+        );
+    }
+    println!();
+    dl::ask_missing(req, &mut std::io::stdin().lock(), &mut std::io::stdout())?;
+    if !req.missing().is_empty() {
+        bail!("the download template needs {}", req.missing().join(" "));
+    }
+    Ok(true)
 }
 
 fn p_flag(lxcpath: &Path, caller: &Caller) -> String {
