@@ -6,6 +6,9 @@
 //! ulxc-harness check FILE...
 //! ulxc-harness ssh SCENARIO-or-RECIPE [--user U] [--kernel NAME] [--accel kvm|tcg]
 //! ulxc-harness image build RECIPE... | image list | image prune [--keep HASH...]
+//! ulxc-harness image container RECIPE --out DIR --key KEYFILE [--rootfs TARBALL --build ID]
+//! ulxc-harness image keygen --out DIR
+//! ulxc-harness serve DIR [--bind 127.0.0.1:PORT] [--tls] [--tls-dir DIR]
 //! ```
 //!
 //! Exit codes (see `ulxc_harness::runner::exit_codes`): 0 all passed; 1 a scenario failed
@@ -23,7 +26,7 @@ use std::process::ExitCode;
 use anyhow::{bail, Context as _};
 use clap::{Parser, Subcommand};
 use ulxc_harness::runner::{self, exit_codes, RunError, RunOptions};
-use ulxc_harness::{image, scenario, vm};
+use ulxc_harness::{image, publish, scenario, serve, vm};
 
 #[derive(Parser)]
 #[command(
@@ -80,6 +83,21 @@ enum Command {
         #[command(subcommand)]
         command: ImageCommand,
     },
+    /// Serve a directory (e.g. published container images) over HTTP, or HTTPS with a
+    /// generated test CA (`--tls`; the CA file is printed as `ca: PATH`).
+    Serve {
+        /// Directory to serve.
+        dir: PathBuf,
+        /// Address to listen on (port 0 picks a free port; printed as `url: ...`).
+        #[arg(long, default_value = "127.0.0.1:8443")]
+        bind: std::net::SocketAddr,
+        /// Serve HTTPS with a newly generated test CA and server certificate.
+        #[arg(long)]
+        tls: bool,
+        /// Where `--tls` writes `ca.pem` (default: `<cache>/serve-tls`).
+        #[arg(long, value_name = "DIR")]
+        tls_dir: Option<PathBuf>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -92,6 +110,32 @@ enum ImageCommand {
     },
     /// List cached images.
     List,
+    /// Build (or find in the cache) a container image from `vm-images/containers/RECIPE.toml`,
+    /// sign it and add it to `DIR/meta/1.0/index-system` (LXC's download layout).
+    Container {
+        /// Container recipe name (`bookworm`) or path.
+        recipe: String,
+        /// Directory to publish into (served as is by any static web server).
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+        /// Armored OpenPGP secret key that signs the files (see `image keygen`).
+        #[arg(long, value_name = "KEYFILE")]
+        key: PathBuf,
+        /// Publish this root filesystem tarball (.tar.xz/.tar.zst/.tar.gz) instead of
+        /// building one; the recipe still names dist/release/arch/variant.
+        #[arg(long, value_name = "TARBALL")]
+        rootfs: Option<PathBuf>,
+        /// Build id in the index (default: the build's UTC time, `YYYYMMDD_HH:MM`).
+        #[arg(long, value_name = "ID")]
+        build: Option<String>,
+    },
+    /// Generate a signing key: `DIR/signing.key` (secret) and `DIR/trusted.asc` (the
+    /// public key clients trust, e.g. `ulxc create -t download -- --keyring DIR/trusted.asc`).
+    Keygen {
+        /// Directory for the two files.
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+    },
     /// Remove cached images except those named.
     Prune {
         /// Hashes to keep (default: the current build of every recipe in vm-images/).
@@ -197,6 +241,12 @@ fn dispatch(cli: Cli) -> anyhow::Result<i32> {
             tokio_runtime()?.block_on(ssh(&target, &user, kernel, accel))
         }
         Command::Image { command } => image_cmd(command),
+        Command::Serve {
+            dir,
+            bind,
+            tls,
+            tls_dir,
+        } => serve_cmd(&dir, bind, tls, tls_dir),
     }
 }
 
@@ -429,6 +479,49 @@ fn image_cmd(cmd: ImageCommand) -> anyhow::Result<i32> {
                 );
             }
         }
+        ImageCommand::Container {
+            recipe,
+            out,
+            key,
+            rootfs,
+            build,
+        } => {
+            let path = publish::container_recipe_path(&recipe);
+            let recipe = publish::load_container_recipe(&path)?;
+            let key = publish::load_secret_key(&key)?;
+            let (mut spec, tarball) = match rootfs {
+                Some(t) => (
+                    publish::ImageSpec {
+                        dist: recipe.dist.clone(),
+                        release: recipe.release.clone(),
+                        arch: recipe.arch.clone(),
+                        variant: recipe.variant.clone(),
+                        build: jiff::Timestamp::now().strftime("%Y%m%d_%H:%M").to_string(),
+                    },
+                    t,
+                ),
+                None => publish::build_rootfs(&recipe, &opts)
+                    .with_context(|| format!("building container image {}", path.display()))?,
+            };
+            if let Some(b) = build {
+                spec.build = b;
+            }
+            let dir = publish::publish(&out, &spec, &tarball, &key)?;
+            println!(
+                "{};{};{};{};{} {}",
+                spec.dist,
+                spec.release,
+                spec.arch,
+                spec.variant,
+                spec.build,
+                dir.display()
+            );
+        }
+        ImageCommand::Keygen { out } => {
+            let (secret, public) = publish::keygen(&out, "ulxc-harness image signing key")?;
+            println!("secret: {}", secret.display());
+            println!("public: {}", public.display());
+        }
         ImageCommand::Prune { keep } => {
             let keep = if keep.is_empty() {
                 current_hashes()?
@@ -440,6 +533,39 @@ fn image_cmd(cmd: ImageCommand) -> anyhow::Result<i32> {
             }
         }
     }
+    Ok(exit_codes::OK)
+}
+
+/// `serve`: binds, prints `url: ...` (and `ca: PATH` with `--tls`), serves until killed.
+fn serve_cmd(
+    dir: &Path,
+    bind: std::net::SocketAddr,
+    tls: bool,
+    tls_dir: Option<PathBuf>,
+) -> anyhow::Result<i32> {
+    use std::io::Write as _;
+    if !bind.ip().is_loopback() {
+        eprintln!(
+            "ulxc-harness: warning: serving {} on non-loopback {bind}",
+            dir.display()
+        );
+    }
+    let ca = if tls {
+        let state =
+            tls_dir.unwrap_or_else(|| image::BuildOptions::from_env().cache_dir.join("serve-tls"));
+        Some(serve::TestCa::generate(&state, &[bind.ip().to_string()])?)
+    } else {
+        None
+    };
+    let server = serve::Server::bind(dir, bind, ca.as_ref())?;
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "url: {}", server.url())?;
+    if let Some(ca) = &ca {
+        writeln!(out, "ca: {}", ca.ca_path.display())?;
+    }
+    out.flush()?;
+    drop(out);
+    server.run();
     Ok(exit_codes::OK)
 }
 

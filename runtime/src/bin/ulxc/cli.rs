@@ -72,7 +72,8 @@ pub struct CreateArgs {
     /// Target container.
     #[command(flatten)]
     pub target: Target,
-    /// The template: busybox, or local (-- --rootfs TARBALL [--config FILE]).
+    /// The template: busybox, local (-- --rootfs TARBALL [--config FILE]) or download
+    /// (-- -d DIST -r RELEASE -a ARCH [--server URL] [--keyring FILE] ...).
     #[arg(short = 't', long = "template")]
     pub template: String,
     /// Start from this config file instead of ~/.config/lxc/default.conf.
