@@ -399,8 +399,9 @@ mod tests {
         let d = dir.clone();
         let waiter = std::thread::spawn(move || CacheLock::acquire(&d).unwrap());
         std::thread::sleep(Duration::from_millis(200));
-        let path = first.remove().unwrap();
-        assert!(!path.exists());
+        // The waiter may re-create the lock file at once, so the removal itself is
+        // checked in `remove_deletes_the_lock_file`.
+        first.remove().unwrap();
         let second = waiter.join().unwrap();
         assert!(
             second.still_current(),
@@ -408,6 +409,15 @@ mod tests {
         );
         assert!(lock_path(&dir).exists());
         assert!(CacheLock::try_acquire(&dir).unwrap().is_none());
+    }
+
+    #[test]
+    fn remove_deletes_the_lock_file() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("images/x-0123456789ab");
+        let lock = CacheLock::acquire(&dir).unwrap();
+        let path = lock.remove().unwrap();
+        assert!(!path.exists());
     }
 
     #[test]
