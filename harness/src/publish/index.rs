@@ -8,6 +8,9 @@ use super::PublishError;
 /// with a `.7` compat suffix, then as is; only the plain name is written).
 pub const INDEX_PATH: &str = "meta/1.0/index-system";
 
+/// The same index as LXC fetches it for unprivileged users.
+pub const USER_INDEX_PATH: &str = "meta/1.0/index-user";
+
 /// One line of the index.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct IndexEntry {

@@ -18,7 +18,7 @@ mod tests;
 use std::path::{Path, PathBuf};
 
 pub use container::{build_rootfs, container_recipe_path, load_container_recipe, ContainerRecipe};
-pub use index::{parse_index, render_index, upsert, IndexEntry, INDEX_PATH};
+pub use index::{parse_index, render_index, upsert, IndexEntry, INDEX_PATH, USER_INDEX_PATH};
 pub use sign::{keygen, load_secret_key, sign_file, verify_file, PUBLIC_KEY_FILE, SECRET_KEY_FILE};
 
 /// Errors of building, signing and publishing container images.
@@ -245,10 +245,15 @@ pub fn publish(
             path: format!("/{rel}/"),
         },
     );
-    let tmp = index_path.with_extension("tmp");
-    std::fs::write(&tmp, render_index(&entries)).map_err(|e| io("write", &tmp, e))?;
-    std::fs::rename(&tmp, &index_path).map_err(|e| io("rename to", &index_path, e))?;
-    sign_file(key, &index_path)?;
+    // LXC reads `index-system` as root and `index-user` for unprivileged users (whose
+    // images carry `config-user`); both list the same images here.
+    let text = render_index(&entries);
+    for path in [index_path.clone(), out.join(USER_INDEX_PATH)] {
+        let tmp = path.with_extension("tmp");
+        std::fs::write(&tmp, &text).map_err(|e| io("write", &tmp, e))?;
+        std::fs::rename(&tmp, &path).map_err(|e| io("rename to", &path, e))?;
+        sign_file(key, &path)?;
+    }
     tracing::info!(dir = %dir.display(), "image published");
     Ok(dir)
 }

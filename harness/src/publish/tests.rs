@@ -124,6 +124,7 @@ fn publish_writes_lxc_layout_signed_and_updates_the_index() {
         verify_file(&public, &img.join(f)).unwrap();
     }
     verify_file(&public, &out.join(INDEX_PATH)).unwrap();
+    verify_file(&public, &out.join(super::USER_INDEX_PATH)).unwrap();
     publish(&out, &spec("b2"), &tarball, &key).unwrap();
     assert_eq!(
         std::fs::read_to_string(out.join(INDEX_PATH)).unwrap(),
