@@ -197,6 +197,30 @@ pub fn load_key(path: &Path) -> Result<Arc<PrivateKey>, SshError> {
         })
 }
 
+/// How often [`Session::connect_with_retry`] opens a new connection while the open ones
+/// have not shown sshd's banner yet.
+const ATTEMPT_EVERY: Duration = Duration::from_millis(500);
+/// At most this many silent connections at once (the oldest is dropped for a new one).
+const MAX_IN_FLIGHT: usize = 4;
+
+/// Opens a TCP connection and waits until the server has sent something (sshd's banner),
+/// without reading it.
+async fn dial_until_banner(addr: SocketAddr) -> Result<tokio::net::TcpStream, SshError> {
+    let err = |e: std::io::Error| SshError::Connect {
+        addr,
+        source: e.into(),
+    };
+    let stream = tokio::net::TcpStream::connect(addr).await.map_err(err)?;
+    let mut buf = [0u8; 4];
+    match stream.peek(&mut buf).await.map_err(err)? {
+        0 => Err(err(std::io::Error::new(
+            std::io::ErrorKind::UnexpectedEof,
+            "connection closed before the SSH banner",
+        ))),
+        _ => Ok(stream),
+    }
+}
+
 /// One authenticated SSH connection as one user.
 pub struct Session {
     handle: client::Handle<AcceptOurVm>,
@@ -228,7 +252,24 @@ impl Session {
         user: &str,
         key: Arc<PrivateKey>,
     ) -> Result<Session, SshError> {
-        let mut handle = client::connect(config(), addr, AcceptOurVm)
+        let stream = tokio::net::TcpStream::connect(addr)
+            .await
+            .map_err(|e| SshError::Connect {
+                addr,
+                source: e.into(),
+            })?;
+        Session::login(stream, addr, user, key).await
+    }
+
+    /// The SSH handshake and public-key login of `user` over a connected `stream`.
+    async fn login(
+        stream: tokio::net::TcpStream,
+        addr: SocketAddr,
+        user: &str,
+        key: Arc<PrivateKey>,
+    ) -> Result<Session, SshError> {
+        let _ = stream.set_nodelay(true);
+        let mut handle = client::connect_stream(config(), stream, AcceptOurVm)
             .await
             .map_err(|source| SshError::Connect { addr, source })?;
         let auth = handle
@@ -248,8 +289,16 @@ impl Session {
         })
     }
 
-    /// Connects with retries and backoff until `deadline` has passed; `alive` is asked before
-    /// each try and stops the wait early with its error (e.g. QEMU exited, kernel panic).
+    /// Connects with retries until `deadline` has passed; `alive` is asked before each try and
+    /// stops the wait early with its error (e.g. QEMU exited, kernel panic).
+    ///
+    /// QEMU's user network accepts the TCP connection at once and then retries its SYN to the
+    /// guest with a growing back-off until the guest answers, so a connection made while the
+    /// guest boots can stay silent for seconds after sshd is up (cold boots were ready at
+    /// ~10.3 s, right after the old 10 s attempt bound). So while no connection has shown
+    /// sshd's banner, a new one is opened every [`ATTEMPT_EVERY`] (the newest
+    /// [`MAX_IN_FLIGHT`] are kept); the first to show the banner is used for the login and
+    /// the silent ones are dropped, so logins never compete for the guest's CPU.
     pub async fn connect_with_retry<E>(
         addr: SocketAddr,
         user: &str,
@@ -258,8 +307,11 @@ impl Session {
         mut alive: impl FnMut() -> Result<(), E>,
     ) -> Result<Result<Session, SshError>, E> {
         let start = Instant::now();
-        let mut delay = Duration::from_millis(20);
         let mut last = String::from("no attempt");
+        let mut delay = Duration::from_millis(20);
+        let mut dials = tokio::task::JoinSet::new();
+        let mut silent: std::collections::VecDeque<tokio::task::AbortHandle> = Default::default();
+        let mut next_dial = Instant::now();
         loop {
             alive()?;
             let remaining = deadline.saturating_sub(start.elapsed());
@@ -270,18 +322,51 @@ impl Session {
                     last,
                 }));
             }
-            // One attempt may hang in the handshake while the guest boots: bound it.
-            let attempt = remaining.min(Duration::from_secs(10));
-            match tokio::time::timeout(attempt, Session::connect(addr, user, key.clone())).await {
+            if Instant::now() >= next_dial {
+                // Keep the newest few: an old silent one waits for the network's back-off.
+                while silent.len() >= MAX_IN_FLIGHT {
+                    if let Some(h) = silent.pop_front() {
+                        h.abort();
+                    }
+                }
+                silent.push_back(dials.spawn(dial_until_banner(addr)));
+                next_dial = Instant::now() + ATTEMPT_EVERY;
+            }
+            let wake = next_dial
+                .saturating_duration_since(Instant::now())
+                .max(Duration::from_millis(5))
+                .min(remaining);
+            let stream = tokio::select! {
+                Some(done) = dials.join_next() => match done {
+                    Ok(Ok(stream)) => stream,
+                    Ok(Err(e)) => {
+                        last = e.to_string();
+                        next_dial = next_dial.min(Instant::now() + delay);
+                        delay = (delay * 2).min(Duration::from_millis(250));
+                        continue;
+                    }
+                    Err(e) => {
+                        last = e.to_string();
+                        continue;
+                    }
+                },
+                _ = tokio::time::sleep(wake) => continue,
+            };
+            dials.abort_all();
+            silent.clear();
+            // The login may still be slow under TCG (a cold sshd): bound it.
+            let bound = remaining.min(Duration::from_secs(10));
+            match tokio::time::timeout(bound, Session::login(stream, addr, user, key.clone())).await
+            {
                 Ok(Ok(s)) => {
                     tracing::debug!(%addr, user, waited = ?start.elapsed(), "SSH ready");
                     return Ok(Ok(s));
                 }
                 Ok(Err(e @ SshError::AuthRejected { .. })) => return Ok(Err(e)),
                 Ok(Err(e)) => last = e.to_string(),
-                Err(_) => last = format!("handshake took longer than {attempt:?}"),
+                Err(_) => last = format!("handshake took longer than {bound:?}"),
             }
-            tokio::time::sleep(delay).await;
+            next_dial = Instant::now() + delay;
             delay = (delay * 2).min(Duration::from_millis(250));
         }
     }
