@@ -216,3 +216,43 @@ fn container_found_elsewhere_is_suggested() {
     let err = fails(&e.ulxc(&["info", "-n", "lost-walkthrough"]));
     assert!(err.contains("add -P"), "{err}");
 }
+
+#[test]
+fn a_failing_newuidmap_leaves_nothing() {
+    let e = env();
+    let lxc = e.lxcpath("newuidmap");
+    // A newuidmap that refuses, first in PATH: the helper namespace cannot be mapped,
+    // so neither the unpack nor the namespaced clean-up can run.
+    let bin = lxc.path.join("fakebin");
+    std::fs::create_dir_all(&bin).unwrap();
+    for tool in ["newuidmap", "newgidmap"] {
+        let path = bin.join(tool);
+        std::fs::write(
+            &path,
+            "#!/bin/sh\necho \"$0: refused by the test\" >&2\nexit 1\n",
+        )
+        .unwrap();
+        std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+            .unwrap();
+    }
+    let out = e
+        .command(&e.bin)
+        .env(
+            "PATH",
+            format!("{}:/usr/sbin:/usr/bin:/sbin:/bin", bin.display()),
+        )
+        .args([
+            "create",
+            "-P",
+            lxc.path.to_str().unwrap(),
+            "-n",
+            "m",
+            "-t",
+            "busybox",
+        ])
+        .output()
+        .unwrap();
+    let err = fails(&out);
+    assert!(err.contains("refused by the test"), "{err}");
+    assert!(!lxc.path.join("m").exists(), "nothing half-made");
+}

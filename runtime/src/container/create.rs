@@ -269,7 +269,11 @@ pub fn create(
         }
         Err(e) => {
             if let Err(cleanup) = remove_container_dir(&dir, &map, caller) {
-                tracing::error!(%cleanup, dir = ?dir.dir, "cannot remove the half-made container");
+                // The helper namespace itself may be what failed (newuidmap refused):
+                // what the caller made alone it can remove alone (no links followed).
+                if let Err(plain) = std::fs::remove_dir_all(&dir.dir) {
+                    tracing::error!(%cleanup, %plain, dir = ?dir.dir, "cannot remove the half-made container");
+                }
             }
             Err(e)
         }
