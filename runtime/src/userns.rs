@@ -130,3 +130,19 @@ where
         }
     }
 }
+
+/// [`run`] with the maps written by the system's newuidmap/newgidmap for `map`.
+pub fn run_mapped<F>(
+    map: &crate::idmap::IdMap,
+    identity: Identity,
+    inside: F,
+) -> Result<i32, UsernsError>
+where
+    F: FnOnce() -> Result<i32, String>,
+{
+    let write = |pid: Pid| {
+        crate::idmap::write_maps(u32::try_from(pid.as_raw()).unwrap_or(0), map)
+            .map_err(|e| e.to_string())
+    };
+    run(write, identity, inside)
+}

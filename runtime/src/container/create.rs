@@ -123,10 +123,7 @@ pub fn in_helper_ns<F>(map: &IdMap, inside: F) -> Result<(), ContainerError>
 where
     F: FnOnce() -> Result<i32, String>,
 {
-    let write = |pid: nix::unistd::Pid| -> Result<(), String> {
-        idmap::write_maps(u32::try_from(pid.as_raw()).unwrap_or(0), map).map_err(|e| e.to_string())
-    };
-    match userns::run(write, Identity::Caller, inside)? {
+    match userns::run_mapped(map, Identity::Caller, inside)? {
         0 => Ok(()),
         code => Err(ContainerError::Io {
             what: "the helper in the user namespace failed".into(),

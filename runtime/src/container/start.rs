@@ -591,11 +591,7 @@ pub fn release_cgroup(cg: &ContainerCgroup, map: &IdMap, caller: &Caller) {
         return;
     }
     let helper = helper_map(map, caller);
-    let write = |pid: Pid| {
-        idmap::write_maps(u32::try_from(pid.as_raw()).unwrap_or(0), &helper)
-            .map_err(|e| e.to_string())
-    };
-    let inner = crate::userns::run(write, crate::userns::Identity::Caller, move || {
+    let inner = crate::userns::run_mapped(&helper, crate::userns::Identity::Caller, move || {
         let cg = ContainerCgroup::open(&path).map_err(|e| e.to_string())?;
         cg.remove_subcgroups().map_err(|e| e.to_string())?;
         Ok(0)
@@ -636,11 +632,7 @@ fn hand_over(
     let (_, caller_ns_gid) = helper
         .caller_ns_ids(caller.uid, caller.gid)
         .unwrap_or((0, 0));
-    let write = |pid: Pid| {
-        idmap::write_maps(u32::try_from(pid.as_raw()).unwrap_or(0), &helper)
-            .map_err(|e| e.to_string())
-    };
-    let code = crate::userns::run(write, crate::userns::Identity::Caller, move || {
+    let code = crate::userns::run_mapped(&helper, crate::userns::Identity::Caller, move || {
         use std::os::unix::fs::PermissionsExt;
         if let Some(path) = &console {
             std::os::unix::fs::chown(path, Some(0), Some(5)).map_err(|e| {

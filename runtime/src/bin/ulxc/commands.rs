@@ -302,11 +302,8 @@ fn usernsexec_cmd(a: cli::UsernsexecArgs, caller: &Caller) -> Result<i32> {
     } else {
         a.command
     };
-    let write = |pid: nix::unistd::Pid| -> std::result::Result<(), String> {
-        idmap::write_maps(u32::try_from(pid.as_raw()).unwrap_or(0), &map).map_err(|e| e.to_string())
-    };
     let env: Vec<(String, String)> = std::env::vars().collect();
-    let code = userns::run(write, userns::Identity::Root, move || {
+    let code = userns::run_mapped(&map, userns::Identity::Root, move || {
         let e = ulxc::sys::process::exec_with_env(&argv, &env);
         Err(format!("cannot execute {}: {e}", argv.join(" ")))
     })?;
