@@ -12,5 +12,6 @@ pub mod container;
 pub mod idmap;
 pub mod image;
 pub mod monitor;
+pub mod net;
 pub mod sys;
 pub mod userns;

@@ -8,6 +8,7 @@
 pub mod caps;
 pub mod image;
 pub mod mount;
+pub mod netns;
 pub mod ns;
 pub mod process;
 pub mod pty;

@@ -1,0 +1,2 @@
+//! ulxc-net (being written).
+fn main() {}

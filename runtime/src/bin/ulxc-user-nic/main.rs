@@ -1,0 +1,2 @@
+//! ulxc-user-nic (being written).
+fn main() {}

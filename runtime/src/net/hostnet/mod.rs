@@ -1,0 +1,1 @@
+//! (being written: ulxc-net, the host bridge, DHCP and NAT)

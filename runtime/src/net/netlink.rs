@@ -1,0 +1,1 @@
+//! (being written: the ulxc-user-nic helper's part)

@@ -1,0 +1,1 @@
+//! (being written: namespace ownership checks for ulxc-user-nic)
