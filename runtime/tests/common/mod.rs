@@ -8,6 +8,8 @@
 //! with the reason.
 #![allow(dead_code)]
 
+pub mod netns;
+
 use std::os::unix::fs::MetadataExt;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};

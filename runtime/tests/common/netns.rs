@@ -1,0 +1,1 @@
+//! (being written: network namespaces that a test creates, and servers inside them)
