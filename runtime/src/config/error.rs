@@ -97,7 +97,7 @@ pub enum ConfigError {
         key: String,
     },
     /// A network interface has keys but no `type`.
-    #[error("{at}: network interface lxc.net.{index} has no lxc.net.{index}.type; add one (veth, empty, none, macvlan, ipvlan, vlan, phys, pasta)")]
+    #[error("{at}: network interface lxc.net.{index} has no lxc.net.{index}.type; add one (veth, empty, none, usermode, pasta, slirp4netns, macvlan, ipvlan, vlan, phys)")]
     NetWithoutType {
         /// Where the interface's first key is.
         at: Location,

@@ -82,8 +82,13 @@ pub enum NetType {
     Vlan,
     /// `phys`: move a host device in.
     Phys,
-    /// `pasta`: ulxc's unprivileged user-mode networking.
+    /// `usermode`: ulxc's no-privilege networking through pasta, or slirp4netns where
+    /// pasta is not installed.
+    Usermode,
+    /// `pasta`: no-privilege networking through pasta (package passt).
     Pasta,
+    /// `slirp4netns`: no-privilege networking through slirp4netns.
+    Slirp4netns,
 }
 
 impl NetType {
@@ -96,7 +101,9 @@ impl NetType {
             "ipvlan" => NetType::Ipvlan,
             "vlan" => NetType::Vlan,
             "phys" => NetType::Phys,
+            "usermode" => NetType::Usermode,
             "pasta" => NetType::Pasta,
+            "slirp4netns" => NetType::Slirp4netns,
             _ => return None,
         })
     }
@@ -589,7 +596,7 @@ impl NetBuilder {
                 self.kind = Some(NetType::parse(v).ok_or_else(|| {
                     bad(
                         item,
-                        "one of veth, empty, none, macvlan, ipvlan, vlan, phys, pasta",
+                        "one of veth, empty, none, usermode, pasta, slirp4netns, macvlan, ipvlan, vlan, phys",
                     )
                 })?);
             }

@@ -87,6 +87,9 @@ pub enum ContainerError {
     /// A cgroup operation failed.
     #[error(transparent)]
     Cgroup(Box<crate::cgroup::CgroupError>),
+    /// The container's network could not be set up.
+    #[error(transparent)]
+    Net(Box<crate::net::NetError>),
     /// The download template failed (index, transfer, signature, cache).
     #[error(transparent)]
     Download(Box<crate::image::download::DownloadError>),
@@ -181,6 +184,12 @@ impl From<crate::image::ImageError> for ContainerError {
 impl From<crate::cgroup::CgroupError> for ContainerError {
     fn from(e: crate::cgroup::CgroupError) -> Self {
         ContainerError::Cgroup(Box::new(e))
+    }
+}
+
+impl From<crate::net::NetError> for ContainerError {
+    fn from(e: crate::net::NetError) -> Self {
+        ContainerError::Net(Box::new(e))
     }
 }
 

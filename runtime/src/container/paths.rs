@@ -266,6 +266,14 @@ impl ContainerDir {
     pub fn monitor_log(&self) -> PathBuf {
         self.dir.join("monitor.log")
     }
+    /// The pid file of the user-mode network helper (pasta) of `lxc.net.INDEX`.
+    pub fn usermode_pid_file(&self, index: u32) -> PathBuf {
+        self.dir.join(format!("net{index}.pid"))
+    }
+    /// The log of the network helpers (pasta, slirp4netns).
+    pub fn net_log(&self) -> PathBuf {
+        self.dir.join("net.log")
+    }
     /// Whether the container exists (has a config file).
     pub fn exists(&self) -> bool {
         self.config().is_file()

@@ -133,6 +133,10 @@ pub struct SetupPlan {
     pub console_path: Option<PathBuf>,
     /// System or application container.
     pub mode: InitMode,
+    /// Bring `lo` up (the container has its own network namespace).
+    pub loopback_up: bool,
+    /// Static addresses and gateways to configure inside, as container root.
+    pub inside_net: Vec<crate::net::InsideNic>,
 }
 
 /// Carries out `plan` in the freshly cloned child; returns only on failure, with a

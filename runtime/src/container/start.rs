@@ -14,7 +14,7 @@ use super::setup::{self, InitMode, SetupPlan};
 use super::state::{self, RunInfo, State};
 use super::{io_err, ContainerError};
 use crate::cgroup::{self, ContainerCgroup, Placement};
-use crate::config::{self, ContainerConfig, NetType};
+use crate::config::{self, ContainerConfig};
 use crate::idmap::{self, IdMap};
 use crate::monitor::{self, ConsoleSink, Supervised};
 use crate::sys;
@@ -173,6 +173,7 @@ pub fn load_config(
 /// The parts of a start that are decided before any process is made.
 struct Prepared {
     plan: SetupPlan,
+    net: crate::net::NetPlan,
     flags: CloneFlags,
     halt_signal: i32,
     limits: Vec<(String, String, String)>,
@@ -208,22 +209,8 @@ fn prepare(
         | CloneFlags::NEWPID
         | CloneFlags::NEWUTS
         | CloneFlags::NEWIPC;
-    let mut own_netns = true;
-    for net in &cfg.net {
-        match net.kind {
-            NetType::Empty => {}
-            NetType::None => own_netns = false,
-            other => {
-                return Err(ContainerError::Unsupported(format!(
-                    "lxc.net.{}.type = {} ({}): networking of this type is not built yet; use lxc.net.{}.type = empty",
-                    net.index,
-                    format!("{other:?}").to_lowercase(),
-                    net.at,
-                    net.index
-                )))
-            }
-        }
-    }
+    let net = crate::net::plan(cfg, &dir.name)?;
+    let own_netns = net.own_netns;
     if own_netns {
         flags = flags | CloneFlags::NEWNET;
     }
@@ -298,6 +285,8 @@ fn prepare(
         } else {
             InitMode::System
         },
+        loopback_up: own_netns,
+        inside_net: net.inside.clone(),
     };
     let limits = cfg
         .cgroup2
@@ -306,6 +295,7 @@ fn prepare(
         .collect();
     Ok(Prepared {
         plan,
+        net,
         flags,
         halt_signal: cfg.signal_halt.unwrap_or(0),
         limits,
@@ -376,7 +366,7 @@ fn run_monitor(
     let mut report = report.map(std::fs::File::from);
     let detached = report.is_some();
     let result = launch(dir, caller, cfg, map, &mut prepared, placement, detached);
-    let (sup, cgroup) = match result {
+    let (sup, cgroup, mut attached) = match result {
         Ok(x) => x,
         Err(e) => {
             if let Some(r) = report.as_mut() {
@@ -398,6 +388,7 @@ fn run_monitor(
         .flatten();
     let served = monitor::serve(sup, caller.uid);
     drop(raw);
+    attached.release();
     if let Some(cg) = &cgroup {
         release_cgroup(cg, map, caller);
     }
@@ -414,7 +405,7 @@ fn launch(
     prepared: &mut Prepared,
     placement: &Placement,
     detached: bool,
-) -> Result<(Supervised, Option<ContainerCgroup>), ContainerError> {
+) -> Result<(Supervised, Option<ContainerCgroup>, crate::net::Attached), ContainerError> {
     let start_err = |why: String| ContainerError::Start {
         name: dir.name.clone(),
         why,
@@ -523,10 +514,15 @@ fn launch(
             )));
         }
     }
+    let mut attached = match crate::net::attach(&prepared.net, dir, pid.as_raw()) {
+        Ok(a) => a,
+        Err(e) => return Err(abort(e.to_string())),
+    };
     let _ = std::fs::File::from(go_w).write_all(b"1");
     let mut failure = String::new();
     let _ = std::fs::File::from(err_r).read_to_string(&mut failure);
     if !failure.is_empty() {
+        attached.release();
         return Err(abort(failure));
     }
     let run = RunInfo {
@@ -540,6 +536,7 @@ fn launch(
             .unwrap_or(0),
         cgroup: cgroup.as_ref().map(|c| c.path().to_path_buf()),
         halt_signal: prepared.halt_signal,
+        net_helpers: attached.helper_processes(),
     };
     run.write(dir).map_err(io_err(format!(
         "cannot write {}",
@@ -569,7 +566,7 @@ fn launch(
         run,
         kill_all,
     };
-    Ok((sup, cgroup))
+    Ok((sup, cgroup, attached))
 }
 
 /// Removes a container's cgroup once its processes are gone: the sub-cgroups that the

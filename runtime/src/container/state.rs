@@ -65,6 +65,9 @@ pub struct RunInfo {
     pub cgroup: Option<std::path::PathBuf>,
     /// The halt signal chosen at start (number).
     pub halt_signal: i32,
+    /// The user-mode network stacks (pasta) the monitor started: (pid, start time).
+    #[serde(default)]
+    pub net_helpers: Vec<(i32, u64)>,
 }
 
 impl RunInfo {
@@ -143,6 +146,11 @@ pub fn clean_stale(dir: &ContainerDir, run: Option<&RunInfo>) {
     }
     remove_if_present(&dir.monitor_socket());
     remove_if_present(&dir.run_state());
+    // A monitor killed before it could stop its user-mode network stacks left them
+    // running; stop them by pid, only if the pid is still the same process.
+    for (pid, start_time) in run.map(|r| r.net_helpers.as_slice()).unwrap_or(&[]) {
+        crate::net::usermode::stop_by_pid(*pid, *start_time);
+    }
     if let Some(path) = run.and_then(|r| r.cgroup.as_ref()) {
         let Ok(cg) = crate::cgroup::ContainerCgroup::open(path) else {
             return;
@@ -204,6 +212,7 @@ mod tests {
             started_at: 0,
             cgroup: None,
             halt_signal: 15,
+            net_helpers: Vec::new(),
         };
         assert!(!run.init_alive());
     }

@@ -32,3 +32,26 @@ pub fn try_lock_exclusive(file: File) -> Result<FileLock, (File, Errno)> {
 pub fn lock_exclusive(file: File) -> Result<FileLock, (File, Errno)> {
     Flock::lock(file, FlockArg::LockExclusive)
 }
+
+/// Lets a child process inherit `fd` across `exec` (clears close-on-exec).
+pub fn set_inheritable(fd: &OwnedFd) -> Result<(), Errno> {
+    use std::os::fd::AsRawFd;
+    nix::fcntl::fcntl(
+        fd.as_raw_fd(),
+        nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::empty()),
+    )?;
+    Ok(())
+}
+
+/// Waits until `fd` is readable (or its writer closed it): `true`, or `false` when
+/// `timeout` passed first.
+pub fn wait_readable(
+    fd: &impl std::os::fd::AsFd,
+    timeout: std::time::Duration,
+) -> Result<bool, Errno> {
+    use nix::poll::{PollFd, PollFlags, PollTimeout};
+    let ms = u16::try_from(timeout.as_millis()).unwrap_or(u16::MAX);
+    let mut fds = [PollFd::new(fd.as_fd(), PollFlags::POLLIN)];
+    let n = nix::poll::poll(&mut fds, PollTimeout::from(ms))?;
+    Ok(n > 0)
+}
