@@ -113,3 +113,34 @@ fn rootfs_below_a_private_directory_starts() {
     ok(&e.ulxc(&["stop", "-P", p, "-n", "hidden", "-k"]));
     ok(&e.ulxc(&["destroy", "-P", p, "-n", "hidden"]));
 }
+
+fn v2_cgroup_of(pid: u32) -> String {
+    let cgroup = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
+    cgroup
+        .lines()
+        .find(|l| l.starts_with("0::"))
+        .unwrap()
+        .trim_start_matches("0::")
+        .to_string()
+}
+
+#[test]
+fn same_name_in_two_directories_gets_two_cgroups() {
+    let e = env();
+    let one = e.lxcpath("samename-a");
+    let two = e.lxcpath("samename-b");
+    for lxc in [&one, &two] {
+        ok(&e.ulxc_in(&lxc.path, &["create", "-n", "twin", "-t", "busybox"]));
+        ok(&e.ulxc_in(&lxc.path, &["start", "-n", "twin", "-d"]));
+    }
+    let (a, b) = (init_pid(&one.path, "twin"), init_pid(&two.path, "twin"));
+    let (cg_a, cg_b) = (v2_cgroup_of(a), v2_cgroup_of(b));
+    assert_ne!(cg_a, cg_b, "two containers named twin share a cgroup");
+    assert!(cg_b.ends_with("/ulxc.payload.twin-1"), "{cg_b}");
+    // Stopping one must not touch the other.
+    ok(&e.ulxc_in(&one.path, &["stop", "-n", "twin", "-k"]));
+    let state = ok(&e.ulxc_in(&two.path, &["info", "-n", "twin", "-s"]));
+    assert!(state.contains("RUNNING"), "the other twin: {state}");
+    ok(&e.ulxc_in(&two.path, &["attach", "-n", "twin", "--", "true"]));
+    ok(&e.ulxc_in(&two.path, &["stop", "-n", "twin", "-k"]));
+}

@@ -92,28 +92,49 @@ impl ContainerCgroup {
             }
         };
         placement.enter_monitor(name)?;
-        let cg = ContainerCgroup {
-            path,
-            name: name.to_string(),
-        };
-        if fs::symlink_metadata(&cg.path).is_ok() {
-            let pids = cg.pids();
-            if !pids.is_empty() {
-                return Err(CgroupError::Busy {
-                    path: cg.path,
-                    pids,
-                });
+        // Containers of the same name in different container directories (or a cgroup
+        // still busy from an earlier run) must never share a cgroup: like LXC, try
+        // NAME, NAME-1, NAME-2, ...; `mkdir` is atomic, so of two racing starts each gets
+        // its own directory. A directory a crashed run left is removed by the stale-state
+        // cleanup (`container::state::clean_stale`), not taken over here.
+        let mut last_err = None;
+        for n in 0..100u32 {
+            let candidate = if n == 0 {
+                path.clone()
+            } else {
+                PathBuf::from(format!("{}-{n}", path.display()))
+            };
+            match fs::create_dir(&candidate) {
+                Ok(()) => {
+                    tracing::debug!(path = ?candidate, "created the container's cgroup");
+                    return Ok(ContainerCgroup {
+                        path: candidate,
+                        name: name.to_string(),
+                    });
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                    let pids = ContainerCgroup {
+                        path: candidate.clone(),
+                        name: name.to_string(),
+                    }
+                    .pids();
+                    tracing::debug!(path = ?candidate, ?pids, "cgroup taken; trying the next name");
+                    last_err = Some(CgroupError::Busy {
+                        path: candidate,
+                        pids,
+                    });
+                }
+                Err(source) => {
+                    return Err(CgroupError::Mkdir {
+                        path: candidate,
+                        source,
+                    })
+                }
             }
-            tracing::info!(path = ?cg.path, "reusing the empty cgroup of a previous run");
-            cg.remove_subcgroups()?;
-            return Ok(cg);
         }
-        fs::create_dir(&cg.path).map_err(|source| CgroupError::Mkdir {
-            path: cg.path.clone(),
-            source,
-        })?;
-        tracing::debug!(path = ?cg.path, "created the container's cgroup");
-        Ok(cg)
+        Err(last_err.unwrap_or(CgroupError::NotDelegated {
+            why: "no free cgroup name".into(),
+        }))
     }
 
     /// Opens an existing container cgroup directory (as recorded in the run state).

@@ -170,6 +170,50 @@ impl Env {
             .expect("run ulxc")
     }
 
+    /// A command running `program` as the test user inside the network namespace
+    /// `netns` (a path such as `/run/netns/NAME`): root enters it with `nsenter`, then
+    /// drops to the user with `setpriv`. Needs the tests to run as root.
+    pub fn command_in_netns(&self, netns: &Path, program: &Path) -> Command {
+        assert!(
+            self.switch,
+            "network tests must run as root: they build their host side in network namespaces of their own"
+        );
+        let mut cmd = Command::new("nsenter");
+        cmd.arg(format!("--net={}", netns.display()))
+            .args([
+                "--",
+                "setpriv",
+                &format!("--reuid={}", self.uid),
+                &format!("--regid={}", self.gid),
+                "--init-groups",
+                "--",
+            ])
+            .arg(program)
+            .env_clear()
+            .env(
+                "PATH",
+                "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+            )
+            .env("HOME", &self.home)
+            .env("USER", &self.user)
+            .env("LOGNAME", &self.user)
+            .current_dir(&self.home);
+        if let Ok(log) = std::env::var("ULXC_LOG") {
+            cmd.env("ULXC_LOG", log);
+        }
+        cmd
+    }
+
+    /// Runs `ulxc SUBCOMMAND -P lxcpath ARGS...` as the test user inside `netns`.
+    pub fn ulxc_in_netns(&self, netns: &Path, lxcpath: &Path, args: &[&str]) -> Output {
+        let mut full: Vec<&str> = vec![args[0], "-P", lxcpath.to_str().unwrap()];
+        full.extend_from_slice(&args[1..]);
+        self.command_in_netns(netns, &self.bin)
+            .args(&full)
+            .output()
+            .expect("run ulxc in a network namespace")
+    }
+
     /// Runs `ulxc` with `-P lxcpath` inserted after the subcommand.
     pub fn ulxc_in(&self, lxcpath: &Path, args: &[&str]) -> Output {
         let mut full: Vec<&str> = vec![args[0], "-P", lxcpath.to_str().unwrap()];

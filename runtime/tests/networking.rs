@@ -1,0 +1,459 @@
+//! Container networking end to end, as the unprivileged test user, entirely inside
+//! network namespaces that the test creates: a "host" namespace where `ulxc-net` builds
+//! the bridge lxcbr0 with dnsmasq and NAT, linked to an "outside" namespace that runs a
+//! TCP server and is the host's default route. A Debian bookworm container (systemd,
+//! networkd asking DHCP on eth0) gets a veth on lxcbr0 through the installed setuid
+//! `ulxc-user-nic`, an address in 10.0.3.0/24, shows it in `ls --fancy`, and reaches the
+//! server, which sees the host's outside address (masqueraded). The same without any
+//! privilege through pasta and slirp4netns. Needs root (to make the namespaces) and
+//! `.ci/install` (the setuid helper); fails, never skips, without them.
+
+mod common;
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use common::{env, eventually, fails, ok};
+
+const HELPER: &str = "/usr/local/libexec/ulxc/ulxc-user-nic";
+const HOST_OUTSIDE: Ipv4Addr = Ipv4Addr::new(192, 168, 77, 2);
+const OUTSIDE: Ipv4Addr = Ipv4Addr::new(192, 168, 77, 1);
+
+static SEQ: AtomicUsize = AtomicUsize::new(0);
+
+/// A network namespace made with `ip netns add`; deleted on drop.
+struct Netns {
+    name: String,
+}
+
+impl Netns {
+    fn new(tag: &str) -> Self {
+        let name = format!(
+            "ulxcnt-{}-{}-{tag}",
+            std::process::id(),
+            SEQ.fetch_add(1, Ordering::SeqCst)
+        );
+        run_root(&["ip", "netns", "add", &name]);
+        let ns = Netns { name };
+        ns.ip(&["link", "set", "lo", "up"]);
+        ns
+    }
+
+    fn path(&self) -> PathBuf {
+        PathBuf::from(format!("/run/netns/{}", self.name))
+    }
+
+    fn ip(&self, args: &[&str]) -> String {
+        let mut full = vec!["ip", "-n", &self.name];
+        full.extend_from_slice(args);
+        run_root(&full)
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let _ = Command::new("ip")
+            .args(["netns", "del", &self.name])
+            .output();
+    }
+}
+
+#[track_caller]
+fn run_root(args: &[&str]) -> String {
+    let out = Command::new(args[0])
+        .args(&args[1..])
+        .output()
+        .unwrap_or_else(|e| panic!("{args:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// "host" linked to "outside" (192.168.77.2 ↔ 192.168.77.1), host's default route there.
+fn host_and_outside() -> (Netns, Netns) {
+    let host = Netns::new("host");
+    let outside = Netns::new("out");
+    host.ip(&[
+        "link",
+        "add",
+        "vout",
+        "type",
+        "veth",
+        "peer",
+        "name",
+        "vin",
+        "netns",
+        &outside.name,
+    ]);
+    host.ip(&["addr", "add", "192.168.77.2/24", "dev", "vout"]);
+    host.ip(&["link", "set", "vout", "up"]);
+    outside.ip(&["addr", "add", "192.168.77.1/24", "dev", "vin"]);
+    outside.ip(&["link", "set", "vin", "up"]);
+    host.ip(&["route", "add", "default", "via", "192.168.77.1"]);
+    (host, outside)
+}
+
+/// A TCP server inside a namespace that records each connection's peer address.
+struct Observer {
+    port: u16,
+    peers: Arc<Mutex<Vec<SocketAddr>>>,
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Observer {
+    fn start(ns: &Netns, addr: Ipv4Addr) -> Self {
+        let file = std::fs::File::open(ns.path()).expect("open netns");
+        let (tx, rx) = std::sync::mpsc::channel();
+        let peers = Arc::new(Mutex::new(Vec::new()));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (p, s) = (peers.clone(), stop.clone());
+        let thread = std::thread::spawn(move || {
+            // This thread alone moves into the namespace.
+            nix::sched::setns(file, nix::sched::CloneFlags::CLONE_NEWNET).expect("setns");
+            let listener = TcpListener::bind((addr, 0)).expect("bind the observer");
+            listener.set_nonblocking(true).unwrap();
+            tx.send(listener.local_addr().unwrap().port()).unwrap();
+            while !s.load(Ordering::SeqCst) {
+                match listener.accept() {
+                    Ok((_, peer)) => p.lock().unwrap().push(peer),
+                    Err(_) => std::thread::sleep(Duration::from_millis(20)),
+                }
+            }
+        });
+        let port = rx
+            .recv_timeout(Duration::from_secs(10))
+            .expect("observer up");
+        Observer {
+            port,
+            peers,
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    fn peers(&self) -> Vec<IpAddr> {
+        self.peers.lock().unwrap().iter().map(|p| p.ip()).collect()
+    }
+}
+
+impl Drop for Observer {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// `ulxc-net` running inside `host` with its own settings and run directory; stopped on drop.
+struct HostNet {
+    netns: PathBuf,
+    dir: tempfile::TempDir,
+}
+
+impl HostNet {
+    fn start(host: &Netns) -> Self {
+        let dir = tempfile::Builder::new()
+            .prefix("ulxc-net-test")
+            .tempdir_in("/run")
+            .unwrap();
+        std::fs::write(
+            dir.path().join("lxc-net"),
+            "USE_LXC_BRIDGE=\"true\"\nLXC_BRIDGE=\"lxcbr0\"\nLXC_ADDR=\"10.0.3.1\"\nLXC_NETMASK=\"255.255.255.0\"\nLXC_NETWORK=\"10.0.3.0/24\"\nLXC_DHCP_RANGE=\"10.0.3.2,10.0.3.254\"\nLXC_DHCP_MAX=\"253\"\n",
+        )
+        .unwrap();
+        let net = HostNet {
+            netns: host.path(),
+            dir,
+        };
+        ok(&net.run("start"));
+        net
+    }
+
+    fn run(&self, verb: &str) -> Output {
+        let config = self.dir.path().join("lxc-net");
+        let run_dir = self.dir.path().join("run");
+        Command::new("nsenter")
+            .arg(format!("--net={}", self.netns.display()))
+            .arg("--")
+            .arg(env!("CARGO_BIN_EXE_ulxc-net"))
+            .arg("--config")
+            .arg(&config)
+            .arg("--run-dir")
+            .arg(&run_dir)
+            .arg(verb)
+            .output()
+            .expect("run ulxc-net")
+    }
+}
+
+impl Drop for HostNet {
+    fn drop(&mut self) {
+        let _ = self.run("stop");
+    }
+}
+
+fn helper_installed() {
+    use std::os::unix::fs::MetadataExt;
+    let meta = std::fs::metadata(HELPER).unwrap_or_else(|e| {
+        panic!("{HELPER}: {e}; install it as root with `.ci/install target/debug`")
+    });
+    assert!(
+        meta.uid() == 0 && meta.mode() & 0o4000 != 0,
+        "{HELPER} is not setuid root; run `.ci/install target/debug` as root"
+    );
+}
+
+fn debian_container(lxc: &Path, netns: &Path, name: &str, net_lines: &str) {
+    let e = env();
+    let conf = e.home.join(format!("{name}-{}.conf", std::process::id()));
+    e.write_config(
+        &conf,
+        &format!("lxc.mount.auto = proc:mixed sys:ro cgroup:mixed\n{net_lines}"),
+    );
+    let _ = Command::new("chown")
+        .arg(format!("{}:{}", e.uid, e.gid))
+        .arg(&conf)
+        .output();
+    let rootfs = e.debian_rootfs();
+    ok(&e.ulxc_in_netns(
+        netns,
+        lxc,
+        &[
+            "create",
+            "-n",
+            name,
+            "-f",
+            conf.to_str().unwrap(),
+            "-t",
+            "local",
+            "--",
+            "--rootfs",
+            rootfs.to_str().unwrap(),
+        ],
+    ));
+    let _ = std::fs::remove_file(&conf);
+}
+
+/// The container's IPv4 addresses as `ls --fancy` shows them.
+fn fancy_ipv4(lxc: &Path, netns: &Path, name: &str) -> Vec<String> {
+    let out = ok(&env().ulxc_in_netns(netns, lxc, &["ls", "--fancy"]));
+    out.lines()
+        .skip(1)
+        .map(|l| l.split_whitespace().collect::<Vec<_>>())
+        .find(|f| f.first() == Some(&name))
+        .map(|f| {
+            f.get(4)
+                .copied()
+                .unwrap_or("-")
+                .split(',')
+                .filter(|a| *a != "-" && !a.is_empty())
+                .map(str::to_string)
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Connects from inside the container to the observer.
+fn connect_from(lxc: &Path, netns: &Path, name: &str, port: u16) {
+    let script = format!("exec 3<>/dev/tcp/{OUTSIDE}/{port} && echo hello >&3");
+    ok(&env().ulxc_in_netns(
+        netns,
+        lxc,
+        &["attach", "-n", name, "--", "bash", "-c", &script],
+    ));
+}
+
+#[test]
+fn veth_on_the_host_bridge_gets_dhcp_and_reaches_out_through_nat() {
+    helper_installed();
+    let e = env();
+    let lxc = e.lxcpath("veth");
+    let (host, outside) = host_and_outside();
+    let hostnet = HostNet::start(&host);
+    let observer = Observer::start(&outside, OUTSIDE);
+    let ns = host.path();
+    debian_container(
+        &lxc.path,
+        &ns,
+        "web",
+        "lxc.net.0.type = veth\nlxc.net.0.link = lxcbr0\nlxc.net.0.flags = up\nlxc.net.0.hwaddr = 00:16:3e:xx:xx:xx\n",
+    );
+    ok(&e.ulxc_in_netns(&ns, &lxc.path, &["start", "-n", "web", "-d"]));
+
+    // The host end is on the bridge, named after the container.
+    let on_bridge = host.ip(&["-o", "link", "show", "master", "lxcbr0"]);
+    assert!(on_bridge.contains(": vweb-"), "bridge ports: {on_bridge}");
+    let mine = ok(&e
+        .command_in_netns(&ns, Path::new(HELPER))
+        .arg("list")
+        .output()
+        .unwrap());
+    assert!(
+        mine.lines()
+            .any(|l| l.starts_with("lxcbr0 vweb-") && l.contains(" web ")),
+        "ulxc-user-nic list: {mine}"
+    );
+
+    let v4 = eventually(
+        "a DHCP address in ls --fancy",
+        Duration::from_secs(90),
+        || {
+            let v4 = fancy_ipv4(&lxc.path, &ns, "web");
+            v4.iter().any(|a| a.starts_with("10.0.3.")).then_some(v4)
+        },
+    );
+    println!("container web got {v4:?} from dnsmasq on lxcbr0");
+    let mac = ok(&e.ulxc_in_netns(
+        &ns,
+        &lxc.path,
+        &[
+            "attach",
+            "-n",
+            "web",
+            "--",
+            "cat",
+            "/sys/class/net/eth0/address",
+        ],
+    ));
+    assert!(mac.trim().starts_with("00:16:3e:"), "eth0's MAC: {mac}");
+
+    connect_from(&lxc.path, &ns, "web", observer.port);
+    let peers = eventually(
+        "the connection at the server",
+        Duration::from_secs(10),
+        || {
+            let p = observer.peers();
+            (!p.is_empty()).then_some(p)
+        },
+    );
+    assert_eq!(
+        peers,
+        vec![IpAddr::V4(HOST_OUTSIDE)],
+        "the server must see the host's outside address (masqueraded), not 10.0.3.x"
+    );
+
+    // Stopping releases the nic: the helper no longer counts it.
+    ok(&e.ulxc_in_netns(&ns, &lxc.path, &["stop", "-n", "web", "-k"]));
+    let mine = ok(&e
+        .command_in_netns(&ns, Path::new(HELPER))
+        .arg("list")
+        .output()
+        .unwrap());
+    assert!(!mine.contains(" web "), "still counted after stop: {mine}");
+    let on_bridge = host.ip(&["-o", "link", "show", "master", "lxcbr0"]);
+    assert!(
+        !on_bridge.contains("vweb-"),
+        "bridge ports after stop: {on_bridge}"
+    );
+    drop(hostnet);
+}
+
+fn usermode(kind: &str) {
+    let e = env();
+    let lxc = e.lxcpath(kind);
+    let (host, outside) = host_and_outside();
+    let observer = Observer::start(&outside, OUTSIDE);
+    let ns = host.path();
+    debian_container(&lxc.path, &ns, "um", &format!("lxc.net.0.type = {kind}\n"));
+    ok(&e.ulxc_in_netns(&ns, &lxc.path, &["start", "-n", "um", "-d"]));
+    let v4 = eventually("an address in ls --fancy", Duration::from_secs(60), || {
+        let v4 = fancy_ipv4(&lxc.path, &ns, "um");
+        (!v4.is_empty()).then_some(v4)
+    });
+    println!("{kind}: container got {v4:?}");
+    connect_from(&lxc.path, &ns, "um", observer.port);
+    let peers = eventually(
+        "the connection at the server",
+        Duration::from_secs(10),
+        || {
+            let p = observer.peers();
+            (!p.is_empty()).then_some(p)
+        },
+    );
+    assert_eq!(
+        peers,
+        vec![IpAddr::V4(HOST_OUTSIDE)],
+        "{kind} carries the traffic through the host's own sockets"
+    );
+    // The stack runs while the container does, and stops with it.
+    let run: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(lxc.path.join("um/run.json")).unwrap())
+            .unwrap();
+    let stack_pid = run["net_helpers"][0][0]
+        .as_i64()
+        .expect("a recorded stack pid");
+    assert!(Path::new(&format!("/proc/{stack_pid}")).exists());
+    ok(&e.ulxc_in_netns(&ns, &lxc.path, &["stop", "-n", "um", "-k"]));
+    eventually(&format!("{kind} to end"), Duration::from_secs(10), || {
+        let alive = std::fs::read_to_string(format!("/proc/{stack_pid}/cmdline"))
+            .is_ok_and(|c| c.contains(kind));
+        (!alive).then_some(())
+    });
+}
+
+#[test]
+fn pasta_gives_an_address_and_the_outside_without_privilege() {
+    usermode("pasta");
+}
+
+#[test]
+fn slirp4netns_gives_an_address_and_the_outside_without_privilege() {
+    usermode("slirp4netns");
+}
+
+#[test]
+fn refused_networks_leave_nothing_running() {
+    helper_installed();
+    let e = env();
+    let lxc = e.lxcpath("netbad");
+    let (host, _outside) = host_and_outside();
+    let ns = host.path();
+    host.ip(&["link", "add", "ulxcno0", "type", "bridge"]);
+    ok(&e.ulxc_in_netns(&ns, &lxc.path, &["create", "-n", "bb", "-t", "busybox"]));
+    let config = lxc.path.join("bb/config");
+    let original = std::fs::read_to_string(&config).unwrap();
+    let cases = [
+        ("lxc.net.0.type = veth\n", "lxc.net.0.link"),
+        (
+            "lxc.net.0.type = veth\nlxc.net.0.link = ulxcno0\n",
+            "ulxc-user-nic",
+        ),
+        (
+            "lxc.net.0.type = veth\nlxc.net.0.link = nosuchbr0\n",
+            "ulxc-user-nic",
+        ),
+        (
+            "lxc.net.0.type = macvlan\nlxc.net.0.link = vout\n",
+            "privilege",
+        ),
+    ];
+    for (lines, expect) in cases {
+        std::fs::write(&config, format!("{original}{lines}")).unwrap();
+        let err = fails(&e.ulxc_in_netns(&ns, &lxc.path, &["start", "-n", "bb", "-d"]));
+        assert!(err.contains(expect), "{lines:?}: {err}");
+        assert_eq!(
+            err.lines().filter(|l| l.contains("error")).count(),
+            1,
+            "one error: {err}"
+        );
+        let state = ok(&e.ulxc_in_netns(&ns, &lxc.path, &["info", "-n", "bb", "-s"]));
+        assert!(state.contains("STOPPED"), "{lines:?}: {state}");
+        assert!(!lxc.path.join("bb/run.json").exists());
+        assert!(!lxc.path.join("bb/monitor.sock").exists());
+        let links = host.ip(&["-o", "link"]);
+        assert!(
+            !links.contains("vbb-"),
+            "{lines:?}: a veth was left: {links}"
+        );
+    }
+    println!("refused network configurations: {}", cases.len());
+}
