@@ -312,6 +312,18 @@ fn veth_on_the_host_bridge_gets_dhcp_and_reaches_out_through_nat() {
         },
     );
     println!("container web got {v4:?} from dnsmasq on lxcbr0");
+    let listing: serde_json::Value =
+        serde_json::from_str(&ok(&e.ulxc_in_netns(&ns, &lxc.path, &["ls", "--json"]))).unwrap();
+    let row = &listing["containers"][0];
+    assert_eq!(row["name"], "web");
+    assert!(
+        row["ipv4"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|a| a.as_str().unwrap().starts_with("10.0.3.")),
+        "ls --json: {listing}"
+    );
     let mac = ok(&e.ulxc_in_netns(
         &ns,
         &lxc.path,

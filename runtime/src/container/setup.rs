@@ -191,6 +191,7 @@ fn setup(plan: &SetupPlan) -> Result<(), String> {
         "cannot become root in the user namespace",
         sys::ns::become_root(),
     )?;
+    configure_network(plan)?;
     mount_auto(&plan.mount_auto)?;
     populate_dev(console.as_ref())?;
     for entry in &plan.mount_entries {
@@ -225,6 +226,36 @@ fn setup(plan: &SetupPlan) -> Result<(), String> {
     }
     if let Err(e) = sys::process::change_dir(&plan.cwd) {
         tracing::debug!(cwd = ?plan.cwd, %e, "init's working directory missing; using /");
+    }
+    Ok(())
+}
+
+/// As container root in the container's network namespace: loopback up, then the static
+/// addresses and gateways of `lxc.net.N.ipv4/ipv6.*` (the interfaces exist already: the
+/// helper or the user-mode stack made them before init was let go).
+fn configure_network(plan: &SetupPlan) -> Result<(), String> {
+    if !plan.loopback_up && plan.inside_net.is_empty() {
+        return Ok(());
+    }
+    let mut nl = crate::net::netlink::Netlink::open()
+        .map_err(|e| format!("cannot talk to the kernel's routing netlink: {e}"))?;
+    if plan.loopback_up {
+        nl.set_up("lo")
+            .map_err(|e| format!("cannot bring the loopback interface up: {e}"))?;
+    }
+    for nic in &plan.inside_net {
+        for (addr, prefix) in &nic.addresses {
+            nl.add_address(&nic.ifname, *addr, *prefix)
+                .map_err(|e| format!("cannot add {addr}/{prefix} to {}: {e}", nic.ifname))?;
+        }
+        if !nic.addresses.is_empty() || !nic.gateways.is_empty() {
+            nl.set_up(&nic.ifname)
+                .map_err(|e| format!("cannot bring {} up: {e}", nic.ifname))?;
+        }
+        for gw in &nic.gateways {
+            nl.add_default_route(*gw)
+                .map_err(|e| format!("cannot add the default route via {gw}: {e}"))?;
+        }
     }
     Ok(())
 }

@@ -43,13 +43,22 @@ pub struct VethPair {
     pub inside: String,
 }
 
-/// The helper's path: `$ULXC_USER_NIC`, else the first of [`HELPER_PATHS`] that exists.
-/// It must be owned by root and setuid; anything else is an error that says how to
-/// install it.
+/// The helper's path: `$ULXC_USER_NIC`, else the first of [`HELPER_PATHS`] that exists,
+/// else `ulxc-user-nic` next to the running `ulxc` (installed together, e.g. in
+/// /usr/local/bin). It must be owned by root and setuid; anything else is an error that
+/// says how to install it.
 pub fn find_helper() -> Result<PathBuf, NetError> {
     let candidates: Vec<PathBuf> = match std::env::var_os(HELPER_ENV) {
         Some(p) => vec![PathBuf::from(p)],
-        None => HELPER_PATHS.iter().map(PathBuf::from).collect(),
+        None => HELPER_PATHS
+            .iter()
+            .map(PathBuf::from)
+            .chain(
+                std::env::current_exe()
+                    .ok()
+                    .and_then(|exe| exe.parent().map(|d| d.join("ulxc-user-nic"))),
+            )
+            .collect(),
     };
     for path in &candidates {
         if let Ok(meta) = std::fs::metadata(path) {
