@@ -542,20 +542,17 @@ impl Privileges {
         })
     }
 
-    /// Runs `f` with effective uid 0, then returns to the caller's uid.
+    /// Runs `f` with effective uid and gid 0, then returns to the caller's.
     pub fn as_root<T>(
         &self,
         f: impl FnOnce() -> Result<T, UserNicError>,
     ) -> Result<T, UserNicError> {
-        netns::set_effective_uid(Uid::from_raw(0)).map_err(|errno| UserNicError::Identity {
-            what: "regain root",
-            errno,
-        })?;
+        let identity = |what| move |errno| UserNicError::Identity { what, errno };
+        netns::set_effective_uid(Uid::from_raw(0)).map_err(identity("regain root"))?;
+        netns::set_effective_gid(Gid::from_raw(0)).map_err(identity("regain group root"))?;
         let result = f();
-        netns::set_effective_uid(self.caller).map_err(|errno| UserNicError::Identity {
-            what: "switch back to the caller's uid",
-            errno,
-        })?;
+        netns::set_effective_gid(self.gid).map_err(identity("switch back to your gid"))?;
+        netns::set_effective_uid(self.caller).map_err(identity("switch back to your uid"))?;
         result
     }
 
