@@ -138,6 +138,11 @@ pub fn set_effective_uid(uid: Uid) -> Result<(), Errno> {
     nix::unistd::seteuid(uid)
 }
 
+/// Sets the real, effective and saved uids (`setresuid(2)`).
+pub fn set_user_ids(real: Uid, effective: Uid, saved: Uid) -> Result<(), Errno> {
+    nix::unistd::setresuid(real, effective, saved)
+}
+
 /// Sets only the effective gid (the file-system gid follows it), so that files made
 /// while acting as root belong to group root.
 pub fn set_effective_gid(gid: Gid) -> Result<(), Errno> {
