@@ -27,7 +27,7 @@ const USER: &str = "ulxc-test";
 const DB_DIR: &str = "/run/ulxc";
 const DB_FILE: &str = "/run/ulxc/nics";
 /// How many `#[test]`s this file has; the last one to finish prints the total line.
-const TESTS: usize = 14;
+const TESTS: usize = 15;
 
 static SERIAL: Mutex<()> = Mutex::new(());
 static NETNS_COUNTER: AtomicUsize = AtomicUsize::new(0);
@@ -1106,4 +1106,95 @@ fn the_environment_changes_nothing() {
         1,
         &["already has an interface named eth0"],
     );
+}
+
+/// The rtnetlink client itself (no helper): every operation against a real kernel,
+/// inside two test namespaces.
+#[test]
+fn the_netlink_client_works_in_test_namespaces() {
+    use std::net::IpAddr;
+    use std::os::fd::AsFd;
+    use ulxc::net::netlink::Netlink;
+
+    let _serial = begin();
+    let _tally = Tally::new("netlink client");
+    let host = Netns::new(&["lxcbr0"]);
+    let peer = Netns::new(&[]);
+    let host_fd = std::fs::File::open(host.path()).unwrap();
+    let peer_fd = std::fs::File::open(peer.path()).unwrap();
+    let mut nl = Netlink::open_in(host_fd.as_fd()).expect("netlink in the host namespace");
+    assert!(nl.link_index("lxcbr0").unwrap().is_some());
+    assert!(nl.link_index("nosuch0").unwrap().is_none());
+    assert!(nl.is_bridge("lxcbr0").unwrap());
+    assert!(!nl.is_bridge("lo").unwrap());
+    assert!(!nl.is_bridge("nosuch0").unwrap());
+    assert_eq!(nl.link_mtu("lxcbr0").unwrap(), Some(1500));
+    assert_eq!(nl.link_mtu("nosuch0").unwrap(), None);
+
+    nl.create_veth_into(
+        "vt-host",
+        "eth0",
+        peer_fd.as_fd(),
+        Some(1400),
+        Some([0, 0x16, 0x3e, 1, 2, 3]),
+    )
+    .expect("create the pair");
+    let exists = nl.create_veth_into("vt-host", "eth1", peer_fd.as_fd(), None, None);
+    assert_eq!(exists.unwrap_err().errno(), Some(nix::errno::Errno::EEXIST));
+    assert_eq!(peer.links(), vec!["eth0".to_string(), "lo".to_string()]);
+    let eth0 = peer.ip(&["-o", "link", "show", "eth0"]);
+    assert!(
+        eth0.contains("mtu 1400") && eth0.contains("00:16:3e:01:02:03"),
+        "{eth0}"
+    );
+    assert!(eth0.contains(",UP") || eth0.contains("<UP"), "{eth0}");
+
+    // The host end: rename (while down), MTU, MAC, bridge, up.
+    nl.rename_link("vt-host", "vt-renamed").unwrap();
+    nl.set_mtu("vt-renamed", 1300).unwrap();
+    nl.set_mac("vt-renamed", [0x02, 0, 0, 0, 0, 0x42]).unwrap();
+    nl.set_master("vt-renamed", "lxcbr0").unwrap();
+    nl.set_up("vt-renamed").unwrap();
+    let line = host.ip(&["-o", "link", "show", "vt-renamed"]);
+    assert!(
+        line.contains("mtu 1300") && line.contains("02:00:00:00:00:42"),
+        "{line}"
+    );
+    assert!(line.contains("master lxcbr0"), "{line}");
+    assert!(line.contains(",UP") || line.contains("<UP"), "{line}");
+    nl.set_down("vt-renamed").unwrap();
+    let line = host.ip(&["-o", "link", "show", "vt-renamed"]);
+    assert!(!line.contains(",UP,") && !line.contains("<UP"), "{line}");
+
+    // Addresses and the default route, from inside the peer namespace.
+    let mut inside = Netlink::open_in(peer_fd.as_fd()).unwrap();
+    inside
+        .add_address("eth0", "10.0.3.5".parse::<IpAddr>().unwrap(), 24)
+        .unwrap();
+    inside
+        .add_address("eth0", "fd42::5".parse::<IpAddr>().unwrap(), 64)
+        .unwrap();
+    inside
+        .add_default_route("10.0.3.1".parse::<IpAddr>().unwrap())
+        .unwrap();
+    let again = inside.add_default_route("10.0.3.1".parse::<IpAddr>().unwrap());
+    assert_eq!(again.unwrap_err().errno(), Some(nix::errno::Errno::EEXIST));
+    let addrs = peer.ip(&["-o", "addr", "show", "eth0"]);
+    assert!(
+        addrs.contains("10.0.3.5/24") && addrs.contains("fd42::5/64"),
+        "{addrs}"
+    );
+    let routes = peer.ip(&["route", "show"]);
+    assert!(routes.contains("default via 10.0.3.1 dev eth0"), "{routes}");
+    let missing = inside.set_up("nosuch0").unwrap_err();
+    assert!(
+        missing
+            .to_string()
+            .contains("no network interface named nosuch0"),
+        "{missing}"
+    );
+
+    // Deleting one end removes the pair.
+    nl.delete_link("vt-renamed").unwrap();
+    assert_eq!(peer.links(), vec!["lo".to_string()]);
 }

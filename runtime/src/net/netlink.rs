@@ -295,6 +295,13 @@ impl Netlink {
         self.set_link(name, &format!("bringing {name} up"), change)
     }
 
+    /// Brings the interface `name` down (needed before renaming it).
+    pub fn set_down(&mut self, name: &str) -> Result<()> {
+        let mut change = LinkMessage::default();
+        change.header.change_mask = LinkFlags::Up;
+        self.set_link(name, &format!("bringing {name} down"), change)
+    }
+
     /// Deletes the interface `name` (for a veth, the kernel removes its peer too).
     pub fn delete_link(&mut self, name: &str) -> Result<()> {
         let operation = format!("deleting interface {name}");

@@ -341,11 +341,12 @@ impl NicDb {
             .write(true)
             .create(true)
             .truncate(true)
-            .mode(0o644)
+            .mode(0o600)
             .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
             .open(self.through(TEMP_FILE))
             .map_err(io_error("cannot create", &temp_path))?;
-        temp.set_permissions(std::fs::Permissions::from_mode(0o644))
+        // Root only: users see their own nics through `ulxc-user-nic list`.
+        temp.set_permissions(std::fs::Permissions::from_mode(0o600))
             .map_err(io_error("cannot set the mode of", &temp_path))?;
         temp.write_all(text.as_bytes())
             .and_then(|()| temp.sync_all())
