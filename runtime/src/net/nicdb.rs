@@ -177,10 +177,11 @@ fn open_safe_dir(path: &Path, owner: u32) -> Result<File, NicDbError> {
         path: path.display().to_string(),
         why,
     };
+    let mut created = false;
     match std::fs::symlink_metadata(path) {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             match std::fs::DirBuilder::new().mode(0o755).create(path) {
-                Ok(()) => {}
+                Ok(()) => created = true,
                 Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
                 Err(e) => return Err(io_error("cannot create", path)(e)),
             }
@@ -200,6 +201,11 @@ fn open_safe_dir(path: &Path, owner: u32) -> Result<File, NicDbError> {
             Errno::ENOTDIR => unsafe_dir("it is not a directory".into()),
             _ => io_error("cannot open", path)(e),
         })?;
+    if created {
+        // The caller's umask may have narrowed the mode; make it exactly 0755.
+        dir.set_permissions(std::fs::Permissions::from_mode(0o755))
+            .map_err(io_error("cannot set the mode of", path))?;
+    }
     let meta = dir.metadata().map_err(io_error("cannot inspect", path))?;
     if !meta.is_dir() {
         return Err(unsafe_dir("it is not a directory".into()));
