@@ -7,7 +7,7 @@
 //! runs. Every failure names the operation and carries the kernel's errno.
 
 use std::net::IpAddr;
-use std::os::fd::{AsRawFd, BorrowedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
 
 use netlink_packet_core::{
     NetlinkHeader, NetlinkMessage, NetlinkPayload, NLM_F_ACK, NLM_F_CREATE, NLM_F_EXCL,
@@ -102,6 +102,27 @@ impl Netlink {
         Ok(Netlink {
             socket,
             sequence: 0,
+        })
+    }
+
+    /// Opens a `NETLINK_ROUTE` socket inside the network namespace `netns`, from a
+    /// short-lived thread that enters it (the calling thread stays where it is). The
+    /// socket keeps working in that namespace from any thread.
+    pub fn open_in(netns: BorrowedFd<'_>) -> Result<Netlink> {
+        let netns = netns.try_clone_to_owned().map_err(NetlinkError::Open)?;
+        std::thread::scope(|scope| {
+            scope
+                .spawn(move || {
+                    crate::sys::netns::enter_netns_this_thread(netns.as_fd())
+                        .map_err(|errno| NetlinkError::Open(std::io::Error::from(errno)))?;
+                    Netlink::open()
+                })
+                .join()
+                .unwrap_or_else(|_| {
+                    Err(NetlinkError::Open(std::io::Error::other(
+                        "the thread entering the namespace panicked",
+                    )))
+                })
         })
     }
 
@@ -219,9 +240,10 @@ impl Netlink {
     }
 
     /// Creates a veth pair: `host` in this namespace (down), and `peer` created directly
-    /// inside the network namespace `peer_netns` (up, with `mtu` and `peer_mac` when
-    /// given), so the peer never exists in this namespace. Fails with `EEXIST` if `host`
-    /// exists here or `peer` exists there.
+    /// inside the network namespace `peer_netns` (with `mtu` and `peer_mac` when given),
+    /// so the peer never exists in this namespace; then brings `peer` up through a
+    /// socket opened inside `peer_netns`. Fails with `EEXIST` if `host` exists here or
+    /// `peer` exists there; if bringing the peer up fails, the pair is deleted again.
     pub fn create_veth_into(
         &mut self,
         host: &str,
@@ -236,6 +258,13 @@ impl Netlink {
             NLM_F_CREATE | NLM_F_EXCL,
             &format!("creating veth pair {host} / {peer}"),
         )?;
+        // A veth end cannot be brought up before its pair is complete (ENOTCONN), so
+        // the peer is brought up afterwards, from inside its namespace.
+        let peer_up = Netlink::open_in(peer_netns).and_then(|mut inside| inside.set_up(peer));
+        if let Err(e) = peer_up {
+            let _ = self.delete_link(host);
+            return Err(e);
+        }
         Ok(())
     }
 
@@ -264,6 +293,13 @@ impl Netlink {
         change.header.flags = LinkFlags::Up;
         change.header.change_mask = LinkFlags::Up;
         self.set_link(name, &format!("bringing {name} up"), change)
+    }
+
+    /// Brings the interface `name` down (needed before renaming it).
+    pub fn set_down(&mut self, name: &str) -> Result<()> {
+        let mut change = LinkMessage::default();
+        change.header.change_mask = LinkFlags::Up;
+        self.set_link(name, &format!("bringing {name} down"), change)
     }
 
     /// Deletes the interface `name` (for a veth, the kernel removes its peer too).
@@ -353,8 +389,6 @@ fn veth_request(
     peer_mac: Option<[u8; 6]>,
 ) -> LinkMessage {
     let mut peer_message = LinkMessage::default();
-    peer_message.header.flags = LinkFlags::Up;
-    peer_message.header.change_mask = LinkFlags::Up;
     peer_message
         .attributes
         .push(LinkAttribute::IfName(peer.to_string()));
@@ -453,7 +487,6 @@ mod tests {
         assert!(peer
             .attributes
             .contains(&LinkAttribute::Address(vec![0, 0x16, 0x3e, 1, 2, 3])));
-        assert!(peer.header.flags.contains(LinkFlags::Up));
         assert!(!message.header.flags.contains(LinkFlags::Up));
         assert_eq!(link_kind(&message), Some(InfoKind::Veth));
         // It serialises without panicking and round-trips through the parser.

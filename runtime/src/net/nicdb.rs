@@ -172,15 +172,16 @@ fn io_error(what: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> N
 }
 
 /// Opens the directory without following a symlink and checks its owner and mode.
-fn open_safe_dir(path: &Path) -> Result<File, NicDbError> {
+fn open_safe_dir(path: &Path, owner: u32) -> Result<File, NicDbError> {
     let unsafe_dir = |why: String| NicDbError::UnsafeDir {
         path: path.display().to_string(),
         why,
     };
+    let mut created = false;
     match std::fs::symlink_metadata(path) {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             match std::fs::DirBuilder::new().mode(0o755).create(path) {
-                Ok(()) => {}
+                Ok(()) => created = true,
                 Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
                 Err(e) => return Err(io_error("cannot create", path)(e)),
             }
@@ -200,13 +201,23 @@ fn open_safe_dir(path: &Path) -> Result<File, NicDbError> {
             Errno::ENOTDIR => unsafe_dir("it is not a directory".into()),
             _ => io_error("cannot open", path)(e),
         })?;
+    if created {
+        // The caller's umask may have narrowed the mode; make it exactly 0755.
+        dir.set_permissions(std::fs::Permissions::from_mode(0o755))
+            .map_err(io_error("cannot set the mode of", path))?;
+    }
     let meta = dir.metadata().map_err(io_error("cannot inspect", path))?;
     if !meta.is_dir() {
         return Err(unsafe_dir("it is not a directory".into()));
     }
-    if meta.uid() != 0 {
+    if meta.uid() != owner {
+        let wanted = if owner == 0 {
+            "root".to_string()
+        } else {
+            format!("uid {owner}")
+        };
         return Err(unsafe_dir(format!(
-            "it is owned by uid {}, not root",
+            "it is owned by uid {}, not {wanted}",
             meta.uid()
         )));
     }
@@ -223,7 +234,17 @@ impl NicDb {
     /// Opens (creating if needed) the database in `dir`, takes its lock, reads it and
     /// drops the entries that are no longer live (rewriting the file if any were).
     pub fn open(dir: &Path, liveness: &mut dyn Liveness) -> Result<NicDb, NicDbError> {
-        let dir_file = open_safe_dir(dir)?;
+        NicDb::open_owned_by(dir, 0, liveness)
+    }
+
+    /// [`NicDb::open`] with the owner the directory must have (root for the helper; the
+    /// unit tests use their own uid).
+    fn open_owned_by(
+        dir: &Path,
+        owner: u32,
+        liveness: &mut dyn Liveness,
+    ) -> Result<NicDb, NicDbError> {
+        let dir_file = open_safe_dir(dir, owner)?;
         let through = PathBuf::from(format!("/proc/self/fd/{}", dir_file.as_raw_fd()));
         let lock_path = dir.join(LOCK_FILE);
         let lock_file = OpenOptions::new()
@@ -341,11 +362,12 @@ impl NicDb {
             .write(true)
             .create(true)
             .truncate(true)
-            .mode(0o644)
+            .mode(0o600)
             .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
             .open(self.through(TEMP_FILE))
             .map_err(io_error("cannot create", &temp_path))?;
-        temp.set_permissions(std::fs::Permissions::from_mode(0o644))
+        // Root only: users see their own nics through `ulxc-user-nic list`.
+        temp.set_permissions(std::fs::Permissions::from_mode(0o600))
             .map_err(io_error("cannot set the mode of", &temp_path))?;
         temp.write_all(text.as_bytes())
             .and_then(|()| temp.sync_all())
@@ -394,6 +416,89 @@ mod tests {
             created: 1_700_000_000,
             container: "c1".into(),
         }
+    }
+
+    fn fake() -> Fake {
+        Fake {
+            netns: 100,
+            links: HashMap::from([("vlive-0001".to_string(), 9)]),
+            processes: HashMap::new(),
+        }
+    }
+
+    fn me() -> u32 {
+        nix::unistd::geteuid().as_raw()
+    }
+
+    #[test]
+    fn the_database_keeps_live_entries_and_drops_dead_ones() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("ulxc");
+        let mut liveness = fake();
+        let mut db = NicDb::open_owned_by(&dir, me(), &mut liveness).unwrap();
+        assert!(db.entries().is_empty());
+        db.add(entry("vlive-0001", 0, 100)).unwrap();
+        db.set_ifindex("vlive-0001", 9).unwrap();
+        db.add(entry("vdead-0002", 7, 100)).unwrap();
+        db.add(entry("vgone-0003", 0, 100)).unwrap();
+        db.remove_pending("vgone-0003").unwrap();
+        drop(db);
+        let text = std::fs::read_to_string(dir.join(DB_FILE)).unwrap();
+        assert_eq!(text.lines().count(), 2, "{text}");
+        std::fs::write(dir.join(DB_FILE), format!("{text}garbage line\n")).unwrap();
+        let db = NicDb::open_owned_by(&dir, me(), &mut liveness).unwrap();
+        assert_eq!(db.entries(), &[entry("vlive-0001", 9, 100)]);
+        assert_eq!(db.warnings.len(), 1, "{:?}", db.warnings);
+        let meta = std::fs::metadata(dir.join(DB_FILE)).unwrap();
+        assert_eq!(meta.mode() & 0o777, 0o600);
+        drop(db);
+        let text = std::fs::read_to_string(dir.join(DB_FILE)).unwrap();
+        assert_eq!(text, format!("{}\n", entry("vlive-0001", 9, 100).to_line()));
+    }
+
+    #[test]
+    fn the_lock_is_held_while_the_database_is_open() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("ulxc");
+        let db = NicDb::open_owned_by(&dir, me(), &mut fake()).unwrap();
+        let other = File::open(dir.join(LOCK_FILE)).unwrap();
+        let Err((_, errno)) = Flock::lock(other, FlockArg::LockExclusiveNonblock) else {
+            panic!("a second lock was granted while the database is open");
+        };
+        assert_eq!(errno, Errno::EWOULDBLOCK);
+        drop(db);
+        let other = File::open(dir.join(LOCK_FILE)).unwrap();
+        assert!(Flock::lock(other, FlockArg::LockExclusiveNonblock).is_ok());
+    }
+
+    #[test]
+    fn unsafe_directories_are_refused_without_being_followed() {
+        let tmp = tempfile::tempdir().unwrap();
+        let decoy = tmp.path().join("decoy");
+        std::fs::create_dir(&decoy).unwrap();
+        let link = tmp.path().join("link");
+        std::os::unix::fs::symlink(&decoy, &link).unwrap();
+        let e = NicDb::open_owned_by(&link, me(), &mut fake()).unwrap_err();
+        assert!(e.to_string().contains("symbolic link"), "{e}");
+        assert_eq!(std::fs::read_dir(&decoy).unwrap().count(), 0);
+
+        let file = tmp.path().join("file");
+        std::fs::write(&file, "").unwrap();
+        let e = NicDb::open_owned_by(&file, me(), &mut fake()).unwrap_err();
+        assert!(e.to_string().contains("not a directory"), "{e}");
+
+        let open = tmp.path().join("open");
+        std::fs::create_dir(&open).unwrap();
+        std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o777)).unwrap();
+        let e = NicDb::open_owned_by(&open, me(), &mut fake()).unwrap_err();
+        assert!(e.to_string().contains("0777"), "{e}");
+
+        std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let e = NicDb::open_owned_by(&open, me() + 1, &mut fake()).unwrap_err();
+        assert!(
+            e.to_string().contains(&format!("owned by uid {}", me())),
+            "{e}"
+        );
     }
 
     #[test]

@@ -519,43 +519,53 @@ impl Caller {
 pub struct Privileges {
     caller: Uid,
     gid: Gid,
+    root_available: bool,
 }
 
 impl Privileges {
-    /// At the very start: checks the helper is setuid root, and sets the effective uid to
-    /// the real uid (the saved uid stays 0).
+    /// At the very start: sets the effective uid to the real uid (the saved uid stays 0
+    /// when the helper is setuid root). Does not fail when the helper is not setuid, so
+    /// that `--help` and usage errors still work; [`Privileges::as_root`] then refuses.
     pub fn enter() -> Result<Privileges, UserNicError> {
         let ids = netns::user_ids().map_err(|errno| UserNicError::Identity {
             what: "read the process ids",
             errno,
         })?;
-        if ids.effective != Uid::from_raw(0) && ids.saved != Uid::from_raw(0) {
-            return Err(UserNicError::NotSetuid);
+        let root = Uid::from_raw(0);
+        let root_available = ids.effective == root || ids.saved == root;
+        if root_available {
+            netns::set_user_ids(ids.real, ids.real, root).map_err(|errno| {
+                UserNicError::Identity {
+                    what: "switch to the caller's uid",
+                    errno,
+                }
+            })?;
         }
-        netns::set_effective_uid(ids.real).map_err(|errno| UserNicError::Identity {
-            what: "switch to the caller's uid",
-            errno,
-        })?;
         Ok(Privileges {
             caller: ids.real,
             gid: netns::real_gid(),
+            root_available,
         })
     }
 
-    /// Runs `f` with effective uid 0, then returns to the caller's uid.
+    /// Runs `f` as root (real, effective and saved uid 0, effective gid 0), then returns
+    /// to the caller's uid (saved uid 0). The real uid is root too while `f` runs, so
+    /// the caller cannot stop or kill the helper while it holds the database lock.
     pub fn as_root<T>(
         &self,
         f: impl FnOnce() -> Result<T, UserNicError>,
     ) -> Result<T, UserNicError> {
-        netns::set_effective_uid(Uid::from_raw(0)).map_err(|errno| UserNicError::Identity {
-            what: "regain root",
-            errno,
-        })?;
+        if !self.root_available {
+            return Err(UserNicError::NotSetuid);
+        }
+        let identity = |what| move |errno| UserNicError::Identity { what, errno };
+        let root = Uid::from_raw(0);
+        netns::set_user_ids(root, root, root).map_err(identity("regain root"))?;
+        netns::set_effective_gid(Gid::from_raw(0)).map_err(identity("regain group root"))?;
         let result = f();
-        netns::set_effective_uid(self.caller).map_err(|errno| UserNicError::Identity {
-            what: "switch back to the caller's uid",
-            errno,
-        })?;
+        netns::set_effective_gid(self.gid).map_err(identity("switch back to your gid"))?;
+        netns::set_user_ids(self.caller, self.caller, root)
+            .map_err(identity("switch back to your uid"))?;
         result
     }
 

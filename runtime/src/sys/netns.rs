@@ -138,6 +138,23 @@ pub fn set_effective_uid(uid: Uid) -> Result<(), Errno> {
     nix::unistd::seteuid(uid)
 }
 
+/// Sets the real, effective and saved uids (`setresuid(2)`).
+pub fn set_user_ids(real: Uid, effective: Uid, saved: Uid) -> Result<(), Errno> {
+    nix::unistd::setresuid(real, effective, saved)
+}
+
+/// Sets only the effective gid (the file-system gid follows it), so that files made
+/// while acting as root belong to group root.
+pub fn set_effective_gid(gid: Gid) -> Result<(), Errno> {
+    nix::unistd::setegid(gid)
+}
+
+/// Moves the calling THREAD into the network namespace `netns` (`setns(2)`); other
+/// threads stay where they are. Sockets made afterwards by this thread live there.
+pub fn enter_netns_this_thread(netns: BorrowedFd<'_>) -> Result<(), Errno> {
+    nix::sched::setns(netns, nix::sched::CloneFlags::CLONE_NEWNET)
+}
+
 /// Drops for good to the given ids: `setresgid(gid, gid, gid)` then
 /// `setresuid(uid, uid, uid)`. After this, root cannot be regained.
 pub fn drop_privileges_for_good(uid: Uid, gid: Gid) -> Result<(), Errno> {
