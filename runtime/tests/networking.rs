@@ -452,6 +452,7 @@ fn refused_networks_leave_nothing_running() {
         std::fs::write(&config, format!("{original}{lines}")).unwrap();
         let err = fails(&e.ulxc_in_netns(&ns, &lxc.path, &["start", "-n", "bb", "-d"]));
         assert!(err.contains(expect), "{lines:?}: {err}");
+        println!("refused {lines:?}: {}", err.trim());
         assert_eq!(
             err.lines().filter(|l| l.contains("error")).count(),
             1,

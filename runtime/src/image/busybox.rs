@@ -70,7 +70,9 @@ if ! grep -q "[[:space:]]$name\$" /etc/hosts 2>/dev/null; then
 fi
 ip link set lo up 2>/dev/null
 syslogd 2>/dev/null
-if [ -e /sys/class/net/eth0 ]; then
+# DHCP on eth0 unless it already has an IPv4 address (a static lxc.net.0.ipv4.address
+# or a user-mode stack that configured it).
+if [ -e /sys/class/net/eth0 ] && ! ip -o -f inet addr show dev eth0 | grep -q inet; then
     udhcpc -b -i eth0 -s /usr/share/udhcpc/default.script >/dev/null 2>&1
 fi
 exit 0

@@ -254,7 +254,7 @@ pub fn plan(cfg: &ContainerConfig, container: &str) -> Result<NetPlan, NetError>
                 let bridge = net.link.clone().filter(|l| !l.is_empty()).ok_or_else(|| {
                     config_err(
                         net,
-                        "an unprivileged veth needs lxc.net.N.link, the host bridge that /etc/lxc/lxc-usernet grants (e.g. lxcbr0)",
+                        format!("an unprivileged veth needs lxc.net.{}.link, the host bridge that /etc/lxc/lxc-usernet grants (e.g. lxcbr0)", net.index),
                     )
                 })?;
                 if net.veth_pair.is_some() {
@@ -289,7 +289,7 @@ pub fn plan(cfg: &ContainerConfig, container: &str) -> Result<NetPlan, NetError>
                 if !net.ipv4.is_empty() || !net.ipv6.is_empty() {
                     return Err(config_err(
                         net,
-                        "a user-mode interface takes its address from pasta/slirp4netns; remove lxc.net.N.ipv4/ipv6.address",
+                        format!("a user-mode interface takes its address from pasta/slirp4netns; remove lxc.net.{}.ipv4/ipv6.address", net.index),
                     ));
                 }
                 if plan
