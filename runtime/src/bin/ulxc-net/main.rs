@@ -69,12 +69,20 @@ fn start(cli: &Cli, run_dir: &std::path::Path) -> anyhow::Result<()> {
             println!(
                 "ulxc-net: up: bridge {} ({}) {}/{}, {} rules, dnsmasq pid {}{}",
                 state.bridge,
-                if state.created_bridge { "created" } else { "existing" },
+                if state.created_bridge {
+                    "created"
+                } else {
+                    "existing"
+                },
                 settings.addr,
                 settings.prefix,
                 state.backend,
                 state.dnsmasq_pid.map_or("-".into(), |p| p.to_string()),
-                if kept_dnsmasq { " (already running)" } else { "" }
+                if kept_dnsmasq {
+                    " (already running)"
+                } else {
+                    ""
+                }
             );
         }
     }

@@ -71,7 +71,12 @@ pub fn arguments(settings: &Settings, run_dir: &Path, user: &str) -> Vec<String>
         .map_or_else(|| "/dev/null".to_string(), |p| p.display().to_string());
     let mut args = vec![format!("--conf-file={confile}")];
     if let Some(domain) = &settings.domain {
-        args.extend(["-s".into(), domain.clone(), "-S".into(), format!("/{domain}/")]);
+        args.extend([
+            "-s".into(),
+            domain.clone(),
+            "-S".into(),
+            format!("/{domain}/"),
+        ]);
     }
     if !settings.dhcp_ping {
         args.push("--no-ping".into());
@@ -123,7 +128,7 @@ pub fn is_ours(pid: i32, run_dir: &Path) -> bool {
         .first()
         .is_some_and(|argv0| argv0.rsplit(|b| *b == b'/').next() == Some(b"dnsmasq"));
     let ours = format!("--pid-file={}", pid_file(run_dir).display());
-    is_dnsmasq && args.iter().any(|a| *a == ours.as_bytes())
+    is_dnsmasq && args.contains(&ours.as_bytes())
 }
 
 /// The pid in the pid file of `run_dir`, if the file holds one.
@@ -180,12 +185,16 @@ pub fn stop(run_dir: &Path) -> Result<Option<i32>, DnsmasqError> {
         return Ok(None);
     };
     if !is_ours(pid, run_dir) {
-        tracing::warn!(pid, "the pid file names a process that is not our dnsmasq; left alone");
+        tracing::warn!(
+            pid,
+            "the pid file names a process that is not our dnsmasq; left alone"
+        );
         let _ = std::fs::remove_file(pid_file(run_dir));
         return Ok(None);
     }
     use std::os::fd::AsFd;
-    pidfd_send_signal(pidfd.as_fd(), libc::SIGTERM).map_err(|e| stop_err(format!("SIGTERM: {e}")))?;
+    pidfd_send_signal(pidfd.as_fd(), libc::SIGTERM)
+        .map_err(|e| stop_err(format!("SIGTERM: {e}")))?;
     let deadline = Instant::now() + TERM_GRACE;
     while alive(pid) {
         if Instant::now() > deadline {
@@ -209,7 +218,11 @@ pub fn stop(run_dir: &Path) -> Result<Option<i32>, DnsmasqError> {
 /// How many leases the lease file holds (0 when there is none).
 pub fn lease_count(run_dir: &Path, bridge: &str) -> usize {
     std::fs::read_to_string(lease_file(run_dir, bridge))
-        .map(|t| t.lines().filter(|l| !l.trim().is_empty() && !l.starts_with("duid ")).count())
+        .map(|t| {
+            t.lines()
+                .filter(|l| !l.trim().is_empty() && !l.starts_with("duid "))
+                .count()
+        })
         .unwrap_or(0)
 }
 
@@ -219,7 +232,8 @@ mod tests {
 
     #[test]
     fn arguments_follow_lxc() {
-        let s = Settings::parse_str(Path::new("x"), "LXC_DOMAIN=lxc\nLXC_DHCP_PING=false\n").unwrap();
+        let s =
+            Settings::parse_str(Path::new("x"), "LXC_DOMAIN=lxc\nLXC_DHCP_PING=false\n").unwrap();
         let args = arguments(&s, Path::new("/run/ulxc-net"), "nobody").join(" ");
         assert_eq!(
             args,

@@ -190,7 +190,8 @@ pub fn start(settings: &Settings, run_dir: &Path) -> Result<StartOutcome, HostNe
     }
     let backend = nat::choose(settings);
     if let Some(old) = prior.as_ref().filter(|old| old.backend != backend) {
-        nat::remove(old.backend).map_err(step(format!("removing the old {} rules", old.backend)))?;
+        nat::remove(old.backend)
+            .map_err(step(format!("removing the old {} rules", old.backend)))?;
     }
     let mut made = Made::default();
     match start_steps(settings, run_dir, prior.as_ref(), backend, &mut made) {
@@ -244,8 +245,9 @@ fn start_steps(
         }
     }
     bridge::set_up(name).map_err(step(format!("bringing the bridge {name} up")))?;
-    std::fs::write("/proc/sys/net/ipv4/ip_forward", "1\n")
-        .map_err(io("enabling IPv4 forwarding (/proc/sys/net/ipv4/ip_forward)"))?;
+    std::fs::write("/proc/sys/net/ipv4/ip_forward", "1\n").map_err(io(
+        "enabling IPv4 forwarding (/proc/sys/net/ipv4/ip_forward)",
+    ))?;
     nat::apply(backend, settings).map_err(step(format!("installing the {backend} rules")))?;
     if prior.is_none() {
         made.rules = Some(backend);

@@ -116,8 +116,16 @@ fn iptables_rules(settings: &Settings) -> Vec<(&'static str, &'static str, Vec<S
             ));
         }
     }
-    rules.push(("filter", "ULXC-FORWARD", words(&format!("-i {bridge} -j ACCEPT"))));
-    rules.push(("filter", "ULXC-FORWARD", words(&format!("-o {bridge} -j ACCEPT"))));
+    rules.push((
+        "filter",
+        "ULXC-FORWARD",
+        words(&format!("-i {bridge} -j ACCEPT")),
+    ));
+    rules.push((
+        "filter",
+        "ULXC-FORWARD",
+        words(&format!("-o {bridge} -j ACCEPT")),
+    ));
     rules.push((
         "nat",
         "ULXC-POSTROUTING",
@@ -158,8 +166,19 @@ pub fn apply(backend: Backend, settings: &Settings) -> Result<(), ToolError> {
             }
             let bridge = settings.bridge.as_str();
             let checksum = [
-                "-A", "ULXC-POSTROUTING", "-o", bridge, "-p", "udp", "-m", "udp", "--dport", "68",
-                "-j", "CHECKSUM", "--checksum-fill",
+                "-A",
+                "ULXC-POSTROUTING",
+                "-o",
+                bridge,
+                "-p",
+                "udp",
+                "-m",
+                "udp",
+                "--dport",
+                "68",
+                "-j",
+                "CHECKSUM",
+                "--checksum-fill",
             ];
             if let Err(err) = iptables("mangle", &checksum) {
                 tracing::warn!(%err, "this iptables has no CHECKSUM target; DHCP replies are sent without a checksum fill");
@@ -288,7 +307,10 @@ fn render_expr(expr: &serde_json::Value) -> String {
             Value::Number(n) => n.to_string(),
             Value::Object(map) => {
                 if let Some(m) = map.get("meta") {
-                    m.get("key").and_then(Value::as_str).unwrap_or("meta").to_string()
+                    m.get("key")
+                        .and_then(Value::as_str)
+                        .unwrap_or("meta")
+                        .to_string()
                 } else if let Some(p) = map.get("payload") {
                     format!(
                         "{} {}",
@@ -298,7 +320,10 @@ fn render_expr(expr: &serde_json::Value) -> String {
                 } else if let Some(p) = map.get("prefix") {
                     format!("{}/{}", operand(&p["addr"]), operand(&p["len"]))
                 } else if let Some(Value::Array(set)) = map.get("set") {
-                    format!("{{ {} }}", set.iter().map(operand).collect::<Vec<_>>().join(", "))
+                    format!(
+                        "{{ {} }}",
+                        set.iter().map(operand).collect::<Vec<_>>().join(", ")
+                    )
                 } else {
                     v.to_string()
                 }
@@ -311,8 +336,16 @@ fn render_expr(expr: &serde_json::Value) -> String {
             let (key, value) = map.iter().next().expect("one entry");
             if key == "match" {
                 let op = value.get("op").and_then(Value::as_str).unwrap_or("==");
-                let op = if op == "==" || op == "in" { String::new() } else { format!("{op} ") };
-                format!("{} {op}{}", operand(&value["left"]), operand(&value["right"]))
+                let op = if op == "==" || op == "in" {
+                    String::new()
+                } else {
+                    format!("{op} ")
+                };
+                format!(
+                    "{} {op}{}",
+                    operand(&value["left"]),
+                    operand(&value["right"])
+                )
             } else if value.is_null() || value.as_object().is_some_and(|m| m.is_empty()) {
                 key.clone()
             } else if key == "counter" {

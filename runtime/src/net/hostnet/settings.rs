@@ -218,8 +218,7 @@ impl Settings {
                 if required {
                     return Err(SettingsError {
                         location: file.display().to_string(),
-                        message: "no such settings file; give an existing file to --config"
-                            .into(),
+                        message: "no such settings file; give an existing file to --config".into(),
                     });
                 }
                 continue;
@@ -267,25 +266,33 @@ impl Settings {
         let addr = parse_ipv4(get("LXC_ADDR"))?;
         let prefix = parse_netmask(get("LXC_NETMASK"))?;
         let network = parse_network(get("LXC_NETWORK"))?;
+        // A clash between two settings is reported where a file set one of them (the
+        // one a person most likely just edited), naming where the other came from.
+        let blame = |first: &Entry, second: &Entry| -> (Source, Source) {
+            if first.source == Source::Default {
+                (second.source.clone(), first.source.clone())
+            } else {
+                (first.source.clone(), second.source.clone())
+            }
+        };
         if network.prefix != prefix {
-            let e = get("LXC_NETWORK");
+            let (at, other) = blame(get("LXC_NETWORK"), get("LXC_NETMASK"));
             return Err(SettingsError::at(
-                &e.source,
+                &at,
                 format!(
-                    "LXC_NETWORK {network} does not match LXC_NETMASK {} (/{prefix}, set at {}); \
-                     make them the same size",
-                    get("LXC_NETMASK").value,
-                    get("LXC_NETMASK").source
+                    "LXC_NETWORK {network} does not match LXC_NETMASK {} (/{prefix}) \
+                     (the other is from {other}); make them the same size",
+                    get("LXC_NETMASK").value
                 ),
             ));
         }
         if !network.contains(addr) {
+            let (at, other) = blame(get("LXC_ADDR"), get("LXC_NETWORK"));
             return Err(SettingsError::at(
-                &get("LXC_ADDR").source,
+                &at,
                 format!(
-                    "LXC_ADDR {addr} is outside LXC_NETWORK {network} (set at {}); \
-                     give the bridge an address inside the network",
-                    get("LXC_NETWORK").source
+                    "LXC_ADDR {addr} is outside LXC_NETWORK {network} (the other is from \
+                     {other}); give the bridge an address inside the network"
                 ),
             ));
         }
@@ -632,12 +639,7 @@ fn parse_netmask(e: &Entry) -> Result<u8, SettingsError> {
 }
 
 fn parse_network(e: &Entry) -> Result<Ipv4Net, SettingsError> {
-    let bad = |why: &str| {
-        SettingsError::at(
-            &e.source,
-            format!("{}=\"{}\" {why}", e.key, e.value),
-        )
-    };
+    let bad = |why: &str| SettingsError::at(&e.source, format!("{}=\"{}\" {why}", e.key, e.value));
     let (addr, prefix) = e
         .value
         .split_once('/')
@@ -661,10 +663,13 @@ fn parse_network(e: &Entry) -> Result<Ipv4Net, SettingsError> {
 }
 
 fn parse_range(e: &Entry, network: &Ipv4Net) -> Result<DhcpRange, SettingsError> {
-    let bad = |why: String| SettingsError::at(&e.source, format!("{}=\"{}\" {why}", e.key, e.value));
+    let bad =
+        |why: String| SettingsError::at(&e.source, format!("{}=\"{}\" {why}", e.key, e.value));
     let fields: Vec<&str> = e.value.split(',').collect();
     if !(2..=3).contains(&fields.len()) {
-        return Err(bad("is not FIRST,LAST[,LEASE-TIME] like 10.0.3.2,10.0.3.254".into()));
+        return Err(bad(
+            "is not FIRST,LAST[,LEASE-TIME] like 10.0.3.2,10.0.3.254".into(),
+        ));
     }
     let addr = |text: &str| -> Result<Ipv4Addr, SettingsError> {
         let ip: Ipv4Addr = text
@@ -797,7 +802,10 @@ mod tests {
     fn later_assignment_wins() {
         let s = parse("LXC_DHCP_MAX=10\nLXC_DHCP_MAX=20\n").unwrap();
         assert_eq!(s.dhcp_max, 20);
-        assert_eq!(s.source_of("LXC_DHCP_MAX").to_string(), "/etc/default/lxc-net:2");
+        assert_eq!(
+            s.source_of("LXC_DHCP_MAX").to_string(),
+            "/etc/default/lxc-net:2"
+        );
     }
 
     #[test]
@@ -866,7 +874,10 @@ mod tests {
         let s = Settings::load(&[lxc.clone(), net.clone()], true).unwrap();
         assert_eq!(s.bridge, "fromnet");
         assert!(!s.use_bridge);
-        assert_eq!(s.source_of("LXC_BRIDGE").to_string(), format!("{}:1", net.display()));
+        assert_eq!(
+            s.source_of("LXC_BRIDGE").to_string(),
+            format!("{}:1", net.display())
+        );
         assert_eq!(
             s.source_of("USE_LXC_BRIDGE").to_string(),
             format!("{}:1", lxc.display())

@@ -36,7 +36,10 @@ pub fn load(run_dir: &Path) -> std::io::Result<Option<State>> {
         Ok(text) => serde_json::from_str(&text).map(Some).map_err(|e| {
             std::io::Error::new(
                 std::io::ErrorKind::InvalidData,
-                format!("{} is not a ulxc-net state file: {e}", path(run_dir).display()),
+                format!(
+                    "{} is not a ulxc-net state file: {e}",
+                    path(run_dir).display()
+                ),
             )
         }),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),

@@ -85,8 +85,16 @@ impl Status {
                     "bridge {}: {}{}, addresses: {}",
                     b.name,
                     if state.up { "up" } else { "down" },
-                    if b.created_by_ulxc_net { ", created by ulxc-net" } else { "" },
-                    if state.addresses.is_empty() { "-".into() } else { state.addresses.join(", ") }
+                    if b.created_by_ulxc_net {
+                        ", created by ulxc-net"
+                    } else {
+                        ""
+                    },
+                    if state.addresses.is_empty() {
+                        "-".into()
+                    } else {
+                        state.addresses.join(", ")
+                    }
                 );
             }
             None => {

@@ -45,12 +45,20 @@ fn command_line(program: &str, args: &[&str]) -> String {
 }
 
 /// Runs `program args` with `stdin` fed in (when given); returns its stdout.
-pub fn run_with_input(program: &str, args: &[&str], stdin: Option<&str>) -> Result<String, ToolError> {
+pub fn run_with_input(
+    program: &str,
+    args: &[&str],
+    stdin: Option<&str>,
+) -> Result<String, ToolError> {
     let command = command_line(program, args);
     tracing::debug!(%command, "running");
     let mut child = Command::new(program)
         .args(args)
-        .stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
+        .stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -62,10 +70,12 @@ pub fn run_with_input(program: &str, args: &[&str], stdin: Option<&str>) -> Resu
         // A tool that exits early closes the pipe; its exit status then tells why.
         let _ = pipe.write_all(text.as_bytes());
     }
-    let output = child.wait_with_output().map_err(|source| ToolError::Spawn {
-        command: command.clone(),
-        source,
-    })?;
+    let output = child
+        .wait_with_output()
+        .map_err(|source| ToolError::Spawn {
+            command: command.clone(),
+            source,
+        })?;
     if output.status.success() {
         Ok(String::from_utf8_lossy(&output.stdout).into_owned())
     } else {
