@@ -513,3 +513,64 @@ fn disabled_bridge_starts_nothing_and_says_where() {
     host.assert_nothing("lxcbr0");
     assert!(!host.run_dir.exists(), "the run dir was made");
 }
+
+#[test]
+fn a_pid_file_naming_another_process_is_never_signalled() {
+    let host = NetHost::new("foreign-pid", "");
+    std::fs::create_dir_all(&host.run_dir).unwrap();
+    let mut sleeper = std::process::Command::new("sleep")
+        .arg("60")
+        .spawn()
+        .expect("spawn sleep");
+    let sleeper_pid = i32::try_from(sleeper.id()).unwrap();
+    host.ns.kill_on_drop(sleeper_pid);
+    std::fs::write(host.pid_file(), format!("{sleeper_pid}\n")).unwrap();
+
+    // stop must not signal it; start must not take it for a running dnsmasq.
+    host.ok(&["stop"]);
+    assert!(
+        sleeper.try_wait().unwrap().is_none(),
+        "stop signalled a foreign pid"
+    );
+    std::fs::write(host.pid_file(), format!("{sleeper_pid}\n")).unwrap();
+    let started = host.ok(&["start"]);
+    assert!(!started.contains("already running"), "{started}");
+    let pid = host.dnsmasq_pid().unwrap();
+    assert_ne!(pid, sleeper_pid);
+    assert!(host.is_our_dnsmasq(pid));
+    host.ok(&["restart"]);
+    assert_eq!(host.nft_masquerades(), 1);
+    host.ok(&["stop"]);
+    assert!(
+        sleeper.try_wait().unwrap().is_none(),
+        "a foreign pid was signalled"
+    );
+    host.assert_nothing("lxcbr0");
+    let _ = sleeper.kill();
+    let _ = sleeper.wait();
+}
+
+#[test]
+fn ipv6_settings_are_validated_and_reported_as_not_set_up() {
+    let host = NetHost::new(
+        "ipv6",
+        "LXC_IPV6_ADDR=fc42:5009:ba4b:5ab0::1\nLXC_IPV6_MASK=64\nLXC_IPV6_NETWORK=fc42:5009:ba4b:5ab0::/64\n",
+    );
+    let out = host.ulxc_net(&["start"]);
+    common::ok(&out);
+    let err = stderr(&out);
+    let config = host.configs[0].display().to_string();
+    assert!(err.contains("IPv4 only"), "{err}");
+    assert!(err.contains(&format!("{config}:1")), "{err}");
+    host.ok(&["stop"]);
+
+    std::fs::write(&host.configs[0], "\nLXC_IPV6_ADDR=fc42::zz\n").unwrap();
+    let out = host.ulxc_net(&["start"]);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains(&format!("{config}:2: LXC_IPV6_ADDR")),
+        "{}",
+        stderr(&out)
+    );
+    host.assert_nothing("lxcbr0");
+}

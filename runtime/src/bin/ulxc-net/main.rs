@@ -132,6 +132,7 @@ fn main() -> ExitCode {
         .with_env_filter(filter)
         .without_time()
         .with_target(false)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr)
         .init();
     let run_dir = hostnet::run_dir(cli.run_dir.clone());

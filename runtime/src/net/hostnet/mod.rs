@@ -124,6 +124,27 @@ fn require_root(command: &'static str) -> Result<(), HostNetError> {
     }
 }
 
+/// Takes the run dir's lock so that two `ulxc-net` runs on one run dir do not
+/// interleave; `None` when the run dir does not exist (nothing of ours is there).
+fn lock(run_dir: &Path) -> Result<Option<crate::sys::socket::FileLock>, HostNetError> {
+    if !run_dir.is_dir() {
+        return Ok(None);
+    }
+    let path = run_dir.join("lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(io(format!("opening the lock file {}", path.display())))?;
+    crate::sys::socket::lock_exclusive(file)
+        .map(Some)
+        .map_err(|(_, errno)| HostNetError::Io {
+            what: format!("locking {}", path.display()),
+            source: errno.into(),
+        })
+}
+
 fn ensure_run_dir(run_dir: &Path) -> Result<(), HostNetError> {
     if !run_dir.is_dir() {
         std::fs::create_dir_all(run_dir)
@@ -182,10 +203,11 @@ pub fn start(settings: &Settings, run_dir: &Path) -> Result<StartOutcome, HostNe
         );
     }
     ensure_run_dir(run_dir)?;
+    let _lock = lock(run_dir)?;
     let mut prior = state::load(run_dir).map_err(io("reading the state file"))?;
     if let Some(old) = prior.as_ref().filter(|old| old.bridge != settings.bridge) {
         tracing::info!(old = %old.bridge, new = %settings.bridge, "LXC_BRIDGE changed; stopping the old network first");
-        stop(run_dir)?;
+        stop_locked(run_dir)?;
         prior = None;
     }
     let backend = nat::choose(settings);
@@ -302,6 +324,11 @@ pub struct StopReport {
 /// Takes the network down (idempotent); see the module documentation.
 pub fn stop(run_dir: &Path) -> Result<StopReport, HostNetError> {
     require_root("stop")?;
+    let _lock = lock(run_dir)?;
+    stop_locked(run_dir)
+}
+
+fn stop_locked(run_dir: &Path) -> Result<StopReport, HostNetError> {
     let prior = state::load(run_dir).map_err(io("reading the state file"))?;
     let mut report = StopReport {
         was_up: prior.is_some(),

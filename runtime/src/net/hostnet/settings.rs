@@ -444,6 +444,12 @@ fn parse_line(raw: &str) -> Result<Line, String> {
     if let Some(include) = parse_include(line) {
         return Ok(include);
     }
+    // `export NAME...` without a value only marks variables for export: nothing to read.
+    if let Some(names) = line.strip_prefix("export ") {
+        if !names.contains('=') && names.split_whitespace().all(is_variable_name) {
+            return Ok(Line::Nothing);
+        }
+    }
     let line = line
         .strip_prefix("export")
         .filter(|rest| rest.starts_with([' ', '\t']))
@@ -454,10 +460,7 @@ fn parse_line(raw: &str) -> Result<Line, String> {
             "`{line}` is not a KEY=value assignment and {NEEDS_SHELL}"
         ));
     };
-    let valid_key = !key.is_empty()
-        && !key.starts_with(|c: char| c.is_ascii_digit())
-        && key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
-    if !valid_key {
+    if !is_variable_name(key) {
         return Err(format!(
             "`{key}` is not a variable name (write KEY=value with no spaces around `=`)"
         ));
@@ -467,6 +470,12 @@ fn parse_line(raw: &str) -> Result<Line, String> {
         key: key.to_string(),
         value,
     })
+}
+
+fn is_variable_name(word: &str) -> bool {
+    !word.is_empty()
+        && !word.starts_with(|c: char| c.is_ascii_digit())
+        && word.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
 /// `. FILE`, `source FILE`, `[ ! -f FILE ] || . FILE`, `[ -f FILE ] && . FILE`.
@@ -800,7 +809,7 @@ mod tests {
 
     #[test]
     fn later_assignment_wins() {
-        let s = parse("LXC_DHCP_MAX=10\nLXC_DHCP_MAX=20\n").unwrap();
+        let s = parse("LXC_DHCP_MAX=10\nLXC_DHCP_MAX=20\nexport LXC_DHCP_MAX\n").unwrap();
         assert_eq!(s.dhcp_max, 20);
         assert_eq!(
             s.source_of("LXC_DHCP_MAX").to_string(),
