@@ -1,1 +1,277 @@
-//! (being written: network namespaces that a test creates, and servers inside them)
+//! Network namespaces that a test creates, and servers and clients inside them.
+//!
+//! Every test that touches a network builds its world out of [`TestNetns`]: a named
+//! namespace (`ip netns add ulxcnet-<pid>-<n>`) that is deleted again when the value is
+//! dropped, also when the test fails. Commands run inside through `nsenter --net=`;
+//! Rust code runs inside on a thread that has joined the namespace (`setns` affects
+//! only the calling thread). Nothing is ever added to the machine's own namespace.
+
+use std::fs::File;
+use std::io::{Read, Write};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Command, Output};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+/// Numbers the namespaces (and veth names) made by this test process.
+static COUNTER: AtomicUsize = AtomicUsize::new(0);
+
+fn next_number() -> usize {
+    COUNTER.fetch_add(1, Ordering::SeqCst)
+}
+
+/// A network namespace made for a test; deleted on drop after killing the processes
+/// registered with [`TestNetns::kill_on_drop`].
+pub struct TestNetns {
+    /// Its name under `/run/netns`.
+    pub name: String,
+    /// What the test calls it (for messages).
+    pub tag: String,
+    pids: Mutex<Vec<i32>>,
+}
+
+/// The two ends of a veth pair made by [`TestNetns::link_to`].
+#[derive(Debug, Clone)]
+pub struct VethPair {
+    /// The end in the namespace `link_to` was called on.
+    pub here: String,
+    /// The end in the other namespace.
+    pub there: String,
+}
+
+fn check(what: &str, out: &Output) -> String {
+    assert!(
+        out.status.success(),
+        "{what} failed ({}):\nstdout: {}\nstderr: {}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+impl TestNetns {
+    /// Creates a fresh namespace `ulxcnet-<pid>-<n>` with `lo` up. Fails the test (with
+    /// the reason) when `ip netns add` is not possible, e.g. not running as root.
+    pub fn new(tag: &str) -> TestNetns {
+        let name = format!("ulxcnet-{}-{}", std::process::id(), next_number());
+        let out = Command::new("ip")
+            .args(["netns", "add", &name])
+            .output()
+            .expect("running `ip netns add` (is iproute2 installed?)");
+        check(
+            &format!("`ip netns add {name}` for {tag} (these tests must run as root)"),
+            &out,
+        );
+        let ns = TestNetns {
+            name,
+            tag: tag.to_string(),
+            pids: Mutex::new(Vec::new()),
+        };
+        ns.run(&["ip", "link", "set", "lo", "up"]);
+        ns
+    }
+
+    /// The namespace's file, `/run/netns/NAME`.
+    pub fn path(&self) -> PathBuf {
+        PathBuf::from("/run/netns").join(&self.name)
+    }
+
+    /// A command that runs `program` inside the namespace (network only: mounts,
+    /// users and pids stay the test's).
+    pub fn command(&self, program: impl AsRef<std::ffi::OsStr>) -> Command {
+        let mut cmd = Command::new("nsenter");
+        cmd.arg(format!("--net={}", self.path().display()))
+            .arg("--")
+            .arg(program);
+        cmd
+    }
+
+    /// Runs `args` inside and returns its output, whatever its exit status.
+    pub fn output(&self, args: &[&str]) -> Output {
+        self.command(args[0])
+            .args(&args[1..])
+            .output()
+            .unwrap_or_else(|e| panic!("running {args:?} in {}: {e}", self.tag))
+    }
+
+    /// Runs `args` inside, fails the test if it fails, and returns its stdout.
+    pub fn run(&self, args: &[&str]) -> String {
+        check(&format!("{args:?} in {}", self.tag), &self.output(args))
+    }
+
+    /// Has the process `pid` (started inside by the test or by a tool under test)
+    /// killed with SIGKILL when this namespace is dropped.
+    pub fn kill_on_drop(&self, pid: i32) {
+        self.pids.lock().unwrap().push(pid);
+    }
+
+    /// Makes a veth pair from this namespace to `other`, gives each end the address
+    /// (CIDR) when one is given, and brings both up. Returns the two names.
+    pub fn link_to(
+        &self,
+        other: &TestNetns,
+        addr_here: Option<&str>,
+        addr_there: Option<&str>,
+    ) -> VethPair {
+        let n = next_number();
+        let pair = VethPair {
+            here: format!("tv{n}a"),
+            there: format!("tv{n}b"),
+        };
+        self.run(&[
+            "ip",
+            "link",
+            "add",
+            &pair.here,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            &pair.there,
+            "netns",
+            &other.path().display().to_string(),
+        ]);
+        if let Some(addr) = addr_here {
+            self.run(&["ip", "addr", "add", addr, "dev", &pair.here]);
+        }
+        if let Some(addr) = addr_there {
+            other.run(&["ip", "addr", "add", addr, "dev", &pair.there]);
+        }
+        self.run(&["ip", "link", "set", &pair.here, "up"]);
+        other.run(&["ip", "link", "set", &pair.there, "up"]);
+        pair
+    }
+
+    /// Sets this namespace's default route via `via`.
+    pub fn default_route(&self, via: &str) {
+        self.run(&["ip", "route", "replace", "default", "via", via]);
+    }
+
+    /// Runs `f` on a new thread that has joined this namespace (`setns`), and returns
+    /// the thread's handle.
+    pub fn in_thread<T: Send + 'static>(
+        &self,
+        f: impl FnOnce() -> T + Send + 'static,
+    ) -> JoinHandle<T> {
+        let path = self.path();
+        std::thread::spawn(move || {
+            let file = File::open(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            nix::sched::setns(&file, nix::sched::CloneFlags::CLONE_NEWNET)
+                .unwrap_or_else(|e| panic!("setns into {}: {e}", path.display()));
+            f()
+        })
+    }
+
+    /// Connects by TCP from inside this namespace to `to`, sends a line and returns the
+    /// local address the connection used.
+    pub fn connect_from(&self, to: SocketAddr) -> std::io::Result<SocketAddr> {
+        self.in_thread(move || {
+            let mut stream = TcpStream::connect_timeout(&to, Duration::from_secs(5))?;
+            let local = stream.local_addr()?;
+            stream.write_all(b"hello from a test namespace\n")?;
+            Ok(local)
+        })
+        .join()
+        .expect("the connecting thread panicked")
+    }
+
+    /// Starts a TCP server on `addr:port` inside this namespace that records the peer
+    /// address of each connection (so a test can see whether traffic arrived
+    /// masqueraded). The server stops when the returned value is dropped.
+    pub fn tcp_observer(&self, addr: Ipv4Addr, port: u16) -> TcpObserver {
+        let peers = Arc::new(Mutex::new(Vec::new()));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        let thread = {
+            let peers = Arc::clone(&peers);
+            let stop = Arc::clone(&stop);
+            self.in_thread(move || {
+                let listener = match TcpListener::bind((addr, port)) {
+                    Ok(l) => l,
+                    Err(e) => {
+                        let _ = ready_tx.send(Err(e.to_string()));
+                        return;
+                    }
+                };
+                listener
+                    .set_nonblocking(true)
+                    .expect("non-blocking listener");
+                let _ = ready_tx.send(Ok(()));
+                while !stop.load(Ordering::SeqCst) {
+                    match listener.accept() {
+                        Ok((mut stream, peer)) => {
+                            peers.lock().unwrap().push(peer);
+                            let _ = stream.set_nonblocking(false);
+                            let _ = stream.set_read_timeout(Some(Duration::from_secs(1)));
+                            let mut buf = [0u8; 256];
+                            let _ = stream.read(&mut buf);
+                        }
+                        Err(_) => std::thread::sleep(Duration::from_millis(10)),
+                    }
+                }
+            })
+        };
+        match ready_rx.recv() {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => panic!(
+                "tcp_observer cannot bind {addr}:{port} in {}: {e}",
+                self.tag
+            ),
+            Err(_) => panic!("tcp_observer thread in {} died", self.tag),
+        }
+        TcpObserver {
+            peers,
+            stop,
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for TestNetns {
+    fn drop(&mut self) {
+        for pid in self.pids.lock().unwrap().drain(..) {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
+        let out = Command::new("ip")
+            .args(["netns", "del", &self.name])
+            .output();
+        if !matches!(&out, Ok(o) if o.status.success()) {
+            eprintln!("warning: `ip netns del {}` failed: {out:?}", self.name);
+        }
+    }
+}
+
+/// A TCP server inside a test namespace that records who connected.
+pub struct TcpObserver {
+    peers: Arc<Mutex<Vec<SocketAddr>>>,
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl TcpObserver {
+    /// The peer addresses of the connections so far.
+    pub fn peers(&self) -> Vec<IpAddr> {
+        self.peers
+            .lock()
+            .unwrap()
+            .iter()
+            .map(SocketAddr::ip)
+            .collect()
+    }
+}
+
+impl Drop for TcpObserver {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
