@@ -10,147 +10,33 @@
 
 mod common;
 
-use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener};
+use std::net::{IpAddr, Ipv4Addr};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use common::netns::TestNetns;
 use common::{env, eventually, fails, ok};
 
 const HELPER: &str = "/usr/local/libexec/ulxc/ulxc-user-nic";
 const HOST_OUTSIDE: Ipv4Addr = Ipv4Addr::new(192, 168, 77, 2);
 const OUTSIDE: Ipv4Addr = Ipv4Addr::new(192, 168, 77, 1);
 
-static SEQ: AtomicUsize = AtomicUsize::new(0);
-
-/// A network namespace made with `ip netns add`; deleted on drop.
-struct Netns {
-    name: String,
-}
-
-impl Netns {
-    fn new(tag: &str) -> Self {
-        let name = format!(
-            "ulxcnt-{}-{}-{tag}",
-            std::process::id(),
-            SEQ.fetch_add(1, Ordering::SeqCst)
-        );
-        run_root(&["ip", "netns", "add", &name]);
-        let ns = Netns { name };
-        ns.ip(&["link", "set", "lo", "up"]);
-        ns
-    }
-
-    fn path(&self) -> PathBuf {
-        PathBuf::from(format!("/run/netns/{}", self.name))
-    }
-
-    fn ip(&self, args: &[&str]) -> String {
-        let mut full = vec!["ip", "-n", &self.name];
-        full.extend_from_slice(args);
-        run_root(&full)
-    }
-}
-
-impl Drop for Netns {
-    fn drop(&mut self) {
-        let _ = Command::new("ip")
-            .args(["netns", "del", &self.name])
-            .output();
-    }
-}
-
-#[track_caller]
-fn run_root(args: &[&str]) -> String {
-    let out = Command::new(args[0])
-        .args(&args[1..])
-        .output()
-        .unwrap_or_else(|e| panic!("{args:?}: {e}"));
-    assert!(
-        out.status.success(),
-        "{args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
+const OBSERVER_PORT: u16 = 18080;
 
 /// "host" linked to "outside" (192.168.77.2 ↔ 192.168.77.1), host's default route there.
-fn host_and_outside() -> (Netns, Netns) {
-    let host = Netns::new("host");
-    let outside = Netns::new("out");
-    host.ip(&[
-        "link",
-        "add",
-        "vout",
-        "type",
-        "veth",
-        "peer",
-        "name",
-        "vin",
-        "netns",
-        &outside.name,
-    ]);
-    host.ip(&["addr", "add", "192.168.77.2/24", "dev", "vout"]);
-    host.ip(&["link", "set", "vout", "up"]);
-    outside.ip(&["addr", "add", "192.168.77.1/24", "dev", "vin"]);
-    outside.ip(&["link", "set", "vin", "up"]);
-    host.ip(&["route", "add", "default", "via", "192.168.77.1"]);
+fn host_and_outside() -> (TestNetns, TestNetns) {
+    let host = TestNetns::new("host");
+    let outside = TestNetns::new("outside");
+    host.link_to(&outside, Some("192.168.77.2/24"), Some("192.168.77.1/24"));
+    host.default_route("192.168.77.1");
     (host, outside)
 }
 
-/// A TCP server inside a namespace that records each connection's peer address.
-struct Observer {
-    port: u16,
-    peers: Arc<Mutex<Vec<SocketAddr>>>,
-    stop: Arc<AtomicBool>,
-    thread: Option<std::thread::JoinHandle<()>>,
-}
-
-impl Observer {
-    fn start(ns: &Netns, addr: Ipv4Addr) -> Self {
-        let file = std::fs::File::open(ns.path()).expect("open netns");
-        let (tx, rx) = std::sync::mpsc::channel();
-        let peers = Arc::new(Mutex::new(Vec::new()));
-        let stop = Arc::new(AtomicBool::new(false));
-        let (p, s) = (peers.clone(), stop.clone());
-        let thread = std::thread::spawn(move || {
-            // This thread alone moves into the namespace.
-            nix::sched::setns(file, nix::sched::CloneFlags::CLONE_NEWNET).expect("setns");
-            let listener = TcpListener::bind((addr, 0)).expect("bind the observer");
-            listener.set_nonblocking(true).unwrap();
-            tx.send(listener.local_addr().unwrap().port()).unwrap();
-            while !s.load(Ordering::SeqCst) {
-                match listener.accept() {
-                    Ok((_, peer)) => p.lock().unwrap().push(peer),
-                    Err(_) => std::thread::sleep(Duration::from_millis(20)),
-                }
-            }
-        });
-        let port = rx
-            .recv_timeout(Duration::from_secs(10))
-            .expect("observer up");
-        Observer {
-            port,
-            peers,
-            stop,
-            thread: Some(thread),
-        }
-    }
-
-    fn peers(&self) -> Vec<IpAddr> {
-        self.peers.lock().unwrap().iter().map(|p| p.ip()).collect()
-    }
-}
-
-impl Drop for Observer {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::SeqCst);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
+fn ip(ns: &TestNetns, args: &[&str]) -> String {
+    let mut full = vec!["ip"];
+    full.extend_from_slice(args);
+    ns.run(&full)
 }
 
 /// `ulxc-net` running inside `host` with its own settings and run directory; stopped on drop.
@@ -160,7 +46,7 @@ struct HostNet {
 }
 
 impl HostNet {
-    fn start(host: &Netns) -> Self {
+    fn start(host: &TestNetns) -> Self {
         let dir = tempfile::Builder::new()
             .prefix("ulxc-net-test")
             .tempdir_in("/run")
@@ -279,7 +165,7 @@ fn veth_on_the_host_bridge_gets_dhcp_and_reaches_out_through_nat() {
     let lxc = e.lxcpath("veth");
     let (host, outside) = host_and_outside();
     let hostnet = HostNet::start(&host);
-    let observer = Observer::start(&outside, OUTSIDE);
+    let observer = outside.tcp_observer(OUTSIDE, OBSERVER_PORT);
     let ns = host.path();
     debian_container(
         &lxc.path,
@@ -290,7 +176,7 @@ fn veth_on_the_host_bridge_gets_dhcp_and_reaches_out_through_nat() {
     ok(&e.ulxc_in_netns(&ns, &lxc.path, &["start", "-n", "web", "-d"]));
 
     // The host end is on the bridge, named after the container.
-    let on_bridge = host.ip(&["-o", "link", "show", "master", "lxcbr0"]);
+    let on_bridge = ip(&host, &["-o", "link", "show", "master", "lxcbr0"]);
     assert!(on_bridge.contains(": vweb-"), "bridge ports: {on_bridge}");
     let mine = ok(&e
         .command_in_netns(&ns, Path::new(HELPER))
@@ -338,7 +224,7 @@ fn veth_on_the_host_bridge_gets_dhcp_and_reaches_out_through_nat() {
     ));
     assert!(mac.trim().starts_with("00:16:3e:"), "eth0's MAC: {mac}");
 
-    connect_from(&lxc.path, &ns, "web", observer.port);
+    connect_from(&lxc.path, &ns, "web", OBSERVER_PORT);
     let peers = eventually(
         "the connection at the server",
         Duration::from_secs(10),
@@ -353,19 +239,46 @@ fn veth_on_the_host_bridge_gets_dhcp_and_reaches_out_through_nat() {
         "the server must see the host's outside address (masqueraded), not 10.0.3.x"
     );
 
-    // Stopping releases the nic: the helper no longer counts it.
+    // Stopping releases the nic: the helper no longer counts it once the kernel has
+    // removed the pair with the container's namespace (it does so asynchronously).
     ok(&e.ulxc_in_netns(&ns, &lxc.path, &["stop", "-n", "web", "-k"]));
-    let mine = ok(&e
-        .command_in_netns(&ns, Path::new(HELPER))
-        .arg("list")
-        .output()
-        .unwrap());
-    assert!(!mine.contains(" web "), "still counted after stop: {mine}");
-    let on_bridge = host.ip(&["-o", "link", "show", "master", "lxcbr0"]);
-    assert!(
-        !on_bridge.contains("vweb-"),
-        "bridge ports after stop: {on_bridge}"
+    let helper_list = || {
+        ok(&e
+            .command_in_netns(&ns, Path::new(HELPER))
+            .arg("list")
+            .output()
+            .unwrap())
+    };
+    eventually(
+        "the stopped container's nic to be released",
+        Duration::from_secs(20),
+        || {
+            let on_bridge = ip(&host, &["-o", "link", "show", "master", "lxcbr0"]);
+            (!helper_list().contains(" web ") && !on_bridge.contains("vweb-")).then_some(())
+        },
     );
+
+    // A crash (monitor and init killed) releases it too.
+    ok(&e.ulxc_in_netns(&ns, &lxc.path, &["start", "-n", "web", "-d"]));
+    assert!(
+        helper_list().contains(" web "),
+        "counted again after the restart"
+    );
+    let run: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(lxc.path.join("web/run.json")).unwrap())
+            .unwrap();
+    for key in ["monitor_pid", "init_pid"] {
+        let pid = run[key].as_i64().unwrap().to_string();
+        let status = Command::new("kill").args(["-KILL", &pid]).status().unwrap();
+        assert!(status.success(), "kill {key} {pid}");
+    }
+    eventually(
+        "the crashed container's nic to be released",
+        Duration::from_secs(20),
+        || (!helper_list().contains(" web ")).then_some(()),
+    );
+    let state = ok(&e.ulxc_in_netns(&ns, &lxc.path, &["info", "-n", "web", "-s"]));
+    assert!(state.contains("STOPPED"), "after the crash: {state}");
     drop(hostnet);
 }
 
@@ -373,7 +286,7 @@ fn usermode(kind: &str) {
     let e = env();
     let lxc = e.lxcpath(kind);
     let (host, outside) = host_and_outside();
-    let observer = Observer::start(&outside, OUTSIDE);
+    let observer = outside.tcp_observer(OUTSIDE, OBSERVER_PORT);
     let ns = host.path();
     debian_container(&lxc.path, &ns, "um", &format!("lxc.net.0.type = {kind}\n"));
     ok(&e.ulxc_in_netns(&ns, &lxc.path, &["start", "-n", "um", "-d"]));
@@ -382,7 +295,7 @@ fn usermode(kind: &str) {
         (!v4.is_empty()).then_some(v4)
     });
     println!("{kind}: container got {v4:?}");
-    connect_from(&lxc.path, &ns, "um", observer.port);
+    connect_from(&lxc.path, &ns, "um", OBSERVER_PORT);
     let peers = eventually(
         "the connection at the server",
         Duration::from_secs(10),
@@ -429,7 +342,7 @@ fn refused_networks_leave_nothing_running() {
     let lxc = e.lxcpath("netbad");
     let (host, _outside) = host_and_outside();
     let ns = host.path();
-    host.ip(&["link", "add", "ulxcno0", "type", "bridge"]);
+    ip(&host, &["link", "add", "ulxcno0", "type", "bridge"]);
     ok(&e.ulxc_in_netns(&ns, &lxc.path, &["create", "-n", "bb", "-t", "busybox"]));
     let config = lxc.path.join("bb/config");
     let original = std::fs::read_to_string(&config).unwrap();
@@ -462,7 +375,7 @@ fn refused_networks_leave_nothing_running() {
         assert!(state.contains("STOPPED"), "{lines:?}: {state}");
         assert!(!lxc.path.join("bb/run.json").exists());
         assert!(!lxc.path.join("bb/monitor.sock").exists());
-        let links = host.ip(&["-o", "link"]);
+        let links = ip(&host, &["-o", "link"]);
         assert!(
             !links.contains("vbb-"),
             "{lines:?}: a veth was left: {links}"

@@ -244,11 +244,16 @@ pub fn fork_with_pidfd() -> Result<Cloned, Errno> {
 }
 
 /// Reads the start time (clock ticks since boot, field 22 of `/proc/PID/stat`) of a
-/// process; with the pid it identifies a process across pid reuse.
+/// living process; with the pid it identifies a process across pid reuse. A zombie (an
+/// init whose parent died and nobody reaped yet) or a dying process gives `None`.
 pub fn process_start_time(pid: Pid) -> Option<u64> {
     let stat = std::fs::read_to_string(format!("/proc/{}/stat", pid.as_raw())).ok()?;
     let after_comm = &stat[stat.rfind(')')? + 2..];
-    after_comm.split_whitespace().nth(19)?.parse().ok()
+    let mut fields = after_comm.split_whitespace();
+    if matches!(fields.next(), Some("Z" | "X" | "x")) {
+        return None;
+    }
+    fields.nth(18)?.parse().ok()
 }
 
 /// Whether the process `pid` exists (as seen from this pid namespace).
