@@ -225,7 +225,7 @@ fn hundred_start_stop_rounds_nftables() {
 
 #[test]
 fn start_stop_rounds_iptables() {
-    rounds("LXC_USE_NFT=\"false\"\n", 25, |h| {
+    rounds("LXC_USE_NFT=\"false\"\n", 40, |h| {
         assert!(!h.has_ulxc_table(), "iptables backend made the nft table");
         let nat = h.iptables_masquerades();
         // iptables-nft keeps its rules in nftables: the same one rule, seen twice.
@@ -428,6 +428,33 @@ fn failed_dnsmasq_start_is_undone_and_a_site_bridge_is_kept() {
         "stop removed the site's own address: {addrs}"
     );
     assert!(!host.has_ulxc_table());
+}
+
+#[test]
+fn failed_dnsmasq_start_deletes_the_bridge_it_created() {
+    let host = NetHost::new("dns-busy-new", "LXC_DHCP_PING=false\n");
+    // Port 53 held on the wildcard address: dnsmasq cannot bind 10.0.3.1:53.
+    let (taken_tx, taken_rx) = std::sync::mpsc::channel();
+    let (release_tx, release_rx) = std::sync::mpsc::channel::<()>();
+    let blocker = host.ns.in_thread(move || {
+        let socket = std::net::UdpSocket::bind("0.0.0.0:53").expect("bind 0.0.0.0:53");
+        taken_tx.send(()).unwrap();
+        let _ = release_rx.recv();
+        drop(socket);
+    });
+    taken_rx.recv().unwrap();
+    let out = host.ulxc_net(&["start"]);
+    let err = stderr(&out);
+    release_tx.send(()).unwrap();
+    blocker.join().unwrap();
+    assert!(!out.status.success(), "start succeeded with port 53 taken");
+    assert!(err.contains("dnsmasq did not start"), "{err}");
+    assert_eq!(err.matches("error").count(), 1, "not one error: {err}");
+    host.assert_nothing("lxcbr0");
+    assert!(
+        !host.run_dir.join("state.json").exists(),
+        "a failed start left its state file"
+    );
 }
 
 #[test]
