@@ -169,7 +169,7 @@ fn dhcp_lease_and_masqueraded_traffic_end_to_end() {
 
     let status = host.status_json();
     assert_eq!(status["dnsmasq"]["leases"], 1, "{status}");
-    let counted = host.ns.run(&["nft", "list", "table", "ip", "ulxc"]);
+    let counted = host.ns.run(&["nft", "list", "table", "inet", "ulxc"]);
     assert!(
         counted
             .lines()
@@ -367,7 +367,7 @@ fn status_json_while_up_and_down_with_sources() {
     assert_eq!(rules.len(), 5, "{up}");
     let masq: Vec<_> = rules.iter().filter(|r| r["masquerade"] == true).collect();
     assert_eq!(masq.len(), 1, "{up}");
-    assert_eq!(masq[0]["chain"], "ip ulxc/postrouting");
+    assert_eq!(masq[0]["chain"], "inet ulxc/postrouting");
     assert!(
         masq[0]["rule"].as_str().unwrap().contains("10.0.3.0/24"),
         "{up}"
@@ -435,21 +435,67 @@ fn a_pid_file_naming_another_process_is_never_signalled() {
     let _ = sleeper.wait();
 }
 
-#[test]
-fn ipv6_settings_are_validated_and_reported_as_not_set_up() {
-    let host = NetHost::new(
-        "ipv6",
-        "LXC_IPV6_ADDR=fc42:5009:ba4b:5ab0::1\nLXC_IPV6_MASK=64\nLXC_IPV6_NETWORK=fc42:5009:ba4b:5ab0::/64\n",
-    );
-    let out = host.ulxc_net(&["start"]);
-    common::ok(&out);
-    let err = stderr(&out);
-    let config = host.configs[0].display().to_string();
-    assert!(err.contains("IPv4 only"), "{err}");
-    assert!(err.contains(&format!("{config}:1")), "{err}");
-    host.ok(&["stop"]);
+const IPV6_SETTINGS: &str = "LXC_IPV6_ADDR=fc42:5009:ba4b:5ab0::1\nLXC_IPV6_MASK=64\n\
+LXC_IPV6_NETWORK=fc42:5009:ba4b:5ab0::/64\nLXC_IPV6_NAT=true\n";
 
-    std::fs::write(&host.configs[0], "\nLXC_IPV6_ADDR=fc42::zz\n").unwrap();
+#[test]
+fn ipv6_address_router_advertisements_and_nat_like_lxc() {
+    for backend in ["", "LXC_USE_NFT=false\n"] {
+        let host = NetHost::new("ipv6", &format!("{backend}{IPV6_SETTINGS}"));
+        host.ok(&["start"]);
+        host.ok(&["start"]);
+        let addrs = host
+            .ns
+            .run(&["ip", "-6", "-o", "addr", "show", "dev", "lxcbr0"]);
+        assert!(addrs.contains("fc42:5009:ba4b:5ab0::1/64"), "{addrs}");
+        let forwarding = host
+            .ns
+            .run(&["cat", "/proc/sys/net/ipv6/conf/all/forwarding"]);
+        assert_eq!(forwarding.trim(), "1");
+        let pid = host.dnsmasq_pid().unwrap();
+        assert!(host.is_our_dnsmasq(pid));
+        let args = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap();
+        assert!(
+            String::from_utf8_lossy(&args).contains("--dhcp-range=fc42:5009:ba4b:5ab0::1,ra-only")
+        );
+        let v6_masquerades = if backend.is_empty() {
+            let table = host.ns.run(&["nft", "list", "table", "inet", "ulxc"]);
+            assert_eq!(host.nft_masquerades(), 2, "{table}");
+            table
+                .lines()
+                .filter(|l| l.contains("ip6 saddr") && l.contains("masquerade"))
+                .count()
+        } else {
+            host.ns
+                .run(&["ip6tables", "-w", "-t", "nat", "-S"])
+                .lines()
+                .filter(|l| l.contains("MASQUERADE"))
+                .count()
+        };
+        assert_eq!(v6_masquerades, 1, "backend {backend:?}");
+        let status = host.status_json();
+        let masq = status["rules"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|r| r["masquerade"] == true)
+            .count();
+        assert_eq!(masq, 2, "{status}");
+
+        host.ok(&["stop"]);
+        host.assert_nothing("lxcbr0");
+        let v6_left = host.ns.run(&["ip6tables", "-w", "-t", "nat", "-S"]);
+        assert!(
+            !v6_left.contains("ULXC") && !v6_left.contains("MASQUERADE"),
+            "{v6_left}"
+        );
+    }
+}
+
+#[test]
+fn half_written_ipv6_settings_are_an_error_with_location() {
+    let host = NetHost::new("ipv6-bad", "\nLXC_IPV6_ADDR=fc42::zz\n");
+    let config = host.configs[0].display().to_string();
     let out = host.ulxc_net(&["start"]);
     assert!(!out.status.success());
     assert!(
@@ -457,5 +503,14 @@ fn ipv6_settings_are_validated_and_reported_as_not_set_up() {
         "{}",
         stderr(&out)
     );
+    std::fs::write(&host.configs[0], "LXC_IPV6_MASK=64\n").unwrap();
+    let out = host.ulxc_net(&["start"]);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains(&format!("{config}:1: ")),
+        "{}",
+        stderr(&out)
+    );
+    assert!(stderr(&out).contains("go together"), "{}", stderr(&out));
     host.assert_nothing("lxcbr0");
 }

@@ -367,11 +367,11 @@ impl UlxcNetHost {
             .count()
     }
 
-    /// Whether nftables has the table `ip ulxc`.
+    /// Whether nftables has the table `inet ulxc`.
     pub fn has_ulxc_table(&self) -> bool {
         self.ns
             .run(&["nft", "list", "tables"])
-            .contains("table ip ulxc")
+            .contains("table inet ulxc")
     }
 
     /// MASQUERADE rules in iptables' nat table.
@@ -410,7 +410,7 @@ impl UlxcNetHost {
     /// Asserts that nothing is set up: no bridge, no table or chains, no dnsmasq.
     pub fn assert_nothing(&self, bridge: &str) {
         assert!(!self.bridge_exists(bridge), "bridge {bridge} exists");
-        assert!(!self.has_ulxc_table(), "table ip ulxc exists");
+        assert!(!self.has_ulxc_table(), "table inet ulxc exists");
         assert_eq!(self.iptables_ulxc_lines(), 0, "iptables has ULXC chains");
         assert_eq!(self.nft_masquerades(), 0, "a masquerade rule is left");
         assert!(

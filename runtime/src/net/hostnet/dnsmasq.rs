@@ -101,6 +101,13 @@ pub fn arguments(settings: &Settings, run_dir: &Path, user: &str) -> Vec<String>
         ),
         "--dhcp-authoritative".into(),
     ]);
+    if let Some(v6) = &settings.ipv6 {
+        args.extend([
+            format!("--dhcp-range={},ra-only", v6.addr),
+            "--listen-address".into(),
+            v6.addr.to_string(),
+        ]);
+    }
     args
 }
 

@@ -16,7 +16,10 @@
 //! - [`status`] reports bridge, dnsmasq, leases, owned rules and every setting with the
 //!   file:line it came from.
 //!
-//! IPv6 (`LXC_IPV6_*`) is read and validated but not set up; `start` says so.
+//! IPv6 follows LXC: with `LXC_IPV6_ADDR`, `_MASK` and `_NETWORK` set, the bridge gets
+//! the address (duplicate address detection and autoconfiguration off on it), IPv6
+//! forwarding is turned on, dnsmasq sends router advertisements (`ra-only`), and with
+//! `LXC_IPV6_NAT=true` the network is masqueraded too.
 
 pub mod bridge;
 pub mod dnsmasq;
@@ -160,6 +163,7 @@ fn ensure_run_dir(run_dir: &Path) -> Result<(), HostNetError> {
 struct Made {
     bridge: Option<String>,
     address: Option<(String, String)>,
+    address6: Option<(String, String)>,
     rules: Option<Backend>,
     dnsmasq: bool,
 }
@@ -176,7 +180,7 @@ impl Made {
                 tracing::warn!(%err, "undo: removing the rules");
             }
         }
-        if let Some((name, cidr)) = &self.address {
+        for (name, cidr) in self.address.iter().chain(&self.address6) {
             if let Err(err) = bridge::remove_address(name, cidr) {
                 tracing::warn!(%err, "undo: removing the address");
             }
@@ -197,11 +201,6 @@ pub fn start(settings: &Settings, run_dir: &Path) -> Result<StartOutcome, HostNe
         });
     }
     require_root("start")?;
-    if let Some(source) = &settings.ipv6_requested {
-        tracing::warn!(
-            "IPv6 settings ({source}) are read but not applied: ulxc-net sets up IPv4 only"
-        );
-    }
     ensure_run_dir(run_dir)?;
     let _lock = lock(run_dir)?;
     let mut prior = state::load(run_dir).map_err(io("reading the state file"))?;
@@ -266,6 +265,31 @@ fn start_steps(
             }
         }
     }
+    let mut added_ipv6_address = prior.and_then(|p| p.added_ipv6_address.clone());
+    if let Some(v6) = &settings.ipv6 {
+        for (knob, value) in [("accept_dad", "0"), ("autoconf", "0")] {
+            let path = format!("/proc/sys/net/ipv6/conf/{name}/{knob}");
+            std::fs::write(&path, value)
+                .map_err(io(format!("setting {path} (is IPv6 enabled here?)")))?;
+        }
+        let cidr6 = v6.addr_cidr();
+        let has_v6 = existing
+            .as_ref()
+            .is_some_and(|b| b.addresses.contains(&cidr6));
+        if !has_v6 {
+            bridge::add_address6(name, &cidr6)
+                .map_err(step(format!("adding {cidr6} to the bridge {name}")))?;
+            if !created_now {
+                made.address6 = Some((name.to_string(), cidr6.clone()));
+                if !created_bridge {
+                    added_ipv6_address = Some(cidr6);
+                }
+            }
+        }
+        std::fs::write("/proc/sys/net/ipv6/conf/all/forwarding", "1\n").map_err(io(
+            "enabling IPv6 forwarding (/proc/sys/net/ipv6/conf/all/forwarding)",
+        ))?;
+    }
     bridge::set_up(name).map_err(step(format!("bringing the bridge {name} up")))?;
     std::fs::write("/proc/sys/net/ipv4/ip_forward", "1\n").map_err(io(
         "enabling IPv4 forwarding (/proc/sys/net/ipv4/ip_forward)",
@@ -295,6 +319,7 @@ fn start_steps(
         bridge: name.to_string(),
         created_bridge,
         added_address,
+        added_ipv6_address,
         backend,
         dnsmasq_pid: Some(pid),
     };
@@ -357,9 +382,9 @@ fn stop_locked(run_dir: &Path) -> Result<StopReport, HostNetError> {
                 bridge::delete(name).map_err(step(format!("deleting the bridge {name}")))?;
                 report.deleted_bridge = Some(name.to_string());
             } else {
-                if let Some(cidr) = state
-                    .added_address
-                    .as_ref()
+                for cidr in [&state.added_address, &state.added_ipv6_address]
+                    .into_iter()
+                    .flatten()
                     .filter(|c| found.addresses.contains(c))
                 {
                     bridge::remove_address(name, cidr)

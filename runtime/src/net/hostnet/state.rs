@@ -19,6 +19,9 @@ pub struct State {
     pub created_bridge: bool,
     /// The address `ulxc-net` added to a bridge it did not create (`stop` removes it).
     pub added_address: Option<String>,
+    /// The IPv6 address `ulxc-net` added to a bridge it did not create.
+    #[serde(default)]
+    pub added_ipv6_address: Option<String>,
     /// Which backend holds the rules.
     pub backend: Backend,
     /// The dnsmasq pid at the time of `start`.
