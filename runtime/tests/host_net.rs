@@ -348,6 +348,17 @@ fn status_json_while_up_and_down_with_sources() {
         setting(&down, "LXC_BRIDGE"),
         ("lxcbr0".to_string(), "default".to_string())
     );
+    // --config replaces the default files: nothing comes from /etc/default.
+    let sources: Vec<&str> = down["settings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["source"].as_str().unwrap())
+        .collect();
+    assert!(
+        sources.iter().all(|s| !s.starts_with("/etc/")),
+        "{sources:?}"
+    );
 
     host.ok(&["start"]);
     let up = host.status_json();

@@ -179,9 +179,11 @@ pub fn start(settings: &Settings, run_dir: &Path) -> Result<i32, DnsmasqError> {
 }
 
 /// Stops our dnsmasq if it runs (SIGTERM, then SIGKILL after a grace period) and
-/// removes its pid file. A pid that is not our dnsmasq is never signalled.
-pub fn stop(run_dir: &Path) -> Result<Option<i32>, DnsmasqError> {
-    let Some(pid) = recorded_pid(run_dir) else {
+/// removes its pid file. The pid comes from the pid file, else from `known_pid` (the
+/// state file's record, for a pid file someone removed). A pid that is not our dnsmasq
+/// is never signalled.
+pub fn stop(run_dir: &Path, known_pid: Option<i32>) -> Result<Option<i32>, DnsmasqError> {
+    let Some(pid) = recorded_pid(run_dir).or(known_pid) else {
         return Ok(None);
     };
     let stop_err = |why: String| DnsmasqError::Stop { pid, why };

@@ -171,7 +171,7 @@ struct Made {
 impl Made {
     fn undo(&self, run_dir: &Path) {
         if self.dnsmasq {
-            if let Err(err) = dnsmasq::stop(run_dir) {
+            if let Err(err) = dnsmasq::stop(run_dir, None) {
                 tracing::warn!(%err, "undo: stopping dnsmasq");
             }
         }
@@ -307,7 +307,7 @@ fn start_steps(
         }
         running => {
             if running.is_some() {
-                dnsmasq::stop(run_dir)?;
+                dnsmasq::stop(run_dir, None)?;
             }
             let pid = dnsmasq::start(settings, run_dir)?;
             made.dnsmasq = true;
@@ -359,7 +359,7 @@ fn stop_locked(run_dir: &Path) -> Result<StopReport, HostNetError> {
         was_up: prior.is_some(),
         ..StopReport::default()
     };
-    report.stopped_dnsmasq = dnsmasq::stop(run_dir)?;
+    report.stopped_dnsmasq = dnsmasq::stop(run_dir, prior.as_ref().and_then(|s| s.dnsmasq_pid))?;
     let backends: Vec<Backend> = match &prior {
         Some(state) => vec![state.backend],
         // No record: remove whatever of ulxc's own rules exist (they are ours by name).

@@ -72,9 +72,14 @@ pub struct OwnedRule {
 /// Chooses the backend as LXC does: nftables when `LXC_USE_NFT` is true and `nft`
 /// works, iptables otherwise.
 pub fn choose(settings: &Settings) -> Backend {
-    if settings.use_nft && tool::in_path("nft") && tool::succeeds("nft", &["list", "tables"]) {
+    if !settings.use_nft {
+        Backend::Iptables
+    } else if tool::in_path("nft") && tool::succeeds("nft", &["list", "tables"]) {
         Backend::Nftables
     } else {
+        tracing::info!(
+            "LXC_USE_NFT is true but `nft list tables` does not work here; using iptables"
+        );
         Backend::Iptables
     }
 }
