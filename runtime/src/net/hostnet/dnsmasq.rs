@@ -21,7 +21,7 @@ const PID_FILE_WAIT: Duration = Duration::from_secs(3);
 #[derive(Debug, thiserror::Error)]
 pub enum DnsmasqError {
     /// dnsmasq could not start.
-    #[error("dnsmasq did not start: {0}")]
+    #[error("dnsmasq did not start")]
     Start(#[source] ToolError),
     /// It started but left no usable pid file.
     #[error("dnsmasq started but {path} holds no live dnsmasq pid: {why}")]

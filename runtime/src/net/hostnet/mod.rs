@@ -49,7 +49,7 @@ pub enum HostNetError {
     #[error(transparent)]
     Settings(#[from] SettingsError),
     /// A step failed in a tool.
-    #[error("{step}: {source}")]
+    #[error("{step}")]
     Step {
         /// What was being done.
         step: String,
@@ -60,7 +60,7 @@ pub enum HostNetError {
     #[error(transparent)]
     Dnsmasq(#[from] dnsmasq::DnsmasqError),
     /// A file in the run dir or /proc could not be used.
-    #[error("{what}: {source}")]
+    #[error("{what}")]
     Io {
         /// What was being done.
         what: String,
