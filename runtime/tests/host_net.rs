@@ -10,7 +10,6 @@ mod common;
 use common::netns::{TestNetns, UlxcNetHost as NetHost};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::os::unix::fs::PermissionsExt;
-use std::path::Path;
 use std::process::Output;
 use std::time::Duration;
 
@@ -53,9 +52,21 @@ fn start_is_idempotent_and_stop_undoes_everything() {
     );
     assert!(host.is_our_dnsmasq(pid));
 
+    // A changed setting restarts dnsmasq with it (the rules stay one copy).
+    std::fs::write(&host.configs[0], "LXC_DHCP_MAX=42\n").unwrap();
+    let changed = host.ok(&["start"]);
+    assert!(!changed.contains("already running"), "{changed}");
+    let new_pid = host.dnsmasq_pid().unwrap();
+    assert_ne!(new_pid, pid);
+    assert!(host.is_our_dnsmasq(new_pid));
+    assert!(!host.is_our_dnsmasq(pid), "the old dnsmasq still runs");
+    let args = std::fs::read(format!("/proc/{new_pid}/cmdline")).unwrap();
+    assert!(String::from_utf8_lossy(&args).contains("--dhcp-lease-max=42"));
+    assert_eq!(host.nft_masquerades(), 1);
+
     host.ok(&["stop"]);
     host.assert_nothing("lxcbr0");
-    assert!(!Path::new(&format!("/proc/{pid}")).exists() || !host.is_our_dnsmasq(pid));
+    assert!(!host.is_our_dnsmasq(new_pid));
     let again = host.ok(&["stop"]);
     assert!(again.contains("was not up"), "{again}");
     host.assert_nothing("lxcbr0");

@@ -152,6 +152,29 @@ pub fn running(run_dir: &Path) -> Option<i32> {
     recorded_pid(run_dir).filter(|pid| is_ours(*pid, run_dir))
 }
 
+/// Whether the live dnsmasq `pid` runs with exactly the arguments `settings` ask for
+/// now (otherwise a changed setting needs a restart).
+pub fn runs_with(pid: i32, settings: &Settings, run_dir: &Path) -> bool {
+    let Ok(user) = user() else {
+        return false;
+    };
+    let Ok(cmdline) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
+        return false;
+    };
+    let running: Vec<&[u8]> = cmdline
+        .strip_suffix(&[0])
+        .unwrap_or(&cmdline)
+        .split(|b| *b == 0)
+        .skip(1)
+        .collect();
+    let wanted = arguments(settings, run_dir, &user);
+    running.len() == wanted.len()
+        && running
+            .iter()
+            .zip(&wanted)
+            .all(|(have, want)| *have == want.as_bytes())
+}
+
 /// Starts dnsmasq (it daemonizes; its exit status reports configuration and bind
 /// errors) and returns the daemon's pid.
 pub fn start(settings: &Settings, run_dir: &Path) -> Result<i32, DnsmasqError> {

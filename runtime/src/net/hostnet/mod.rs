@@ -300,8 +300,9 @@ fn start_steps(
     }
     let mut kept_dnsmasq = false;
     let pid = match dnsmasq::running(run_dir) {
-        // A dnsmasq bound to a bridge that was just re-created listens on nothing.
-        Some(pid) if !created_now => {
+        // A dnsmasq bound to a bridge that was just re-created listens on nothing, and
+        // one started with other settings serves the old ones: both are restarted.
+        Some(pid) if !created_now && dnsmasq::runs_with(pid, settings, run_dir) => {
             kept_dnsmasq = true;
             pid
         }
