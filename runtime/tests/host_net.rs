@@ -64,9 +64,22 @@ fn start_is_idempotent_and_stop_undoes_everything() {
     assert!(String::from_utf8_lossy(&args).contains("--dhcp-lease-max=42"));
     assert_eq!(host.nft_masquerades(), 1);
 
+    // A changed address replaces the old one on the bridge.
+    std::fs::write(&host.configs[0], "LXC_ADDR=10.0.3.5\n").unwrap();
+    host.ok(&["start"]);
+    let addrs = host
+        .ns
+        .run(&["ip", "-4", "-o", "addr", "show", "dev", "lxcbr0"]);
+    assert!(
+        addrs.contains("10.0.3.5/24") && !addrs.contains("10.0.3.1/24"),
+        "{addrs}"
+    );
+    let last_pid = host.dnsmasq_pid().unwrap();
+    assert!(host.is_our_dnsmasq(last_pid));
+
     host.ok(&["stop"]);
     host.assert_nothing("lxcbr0");
-    assert!(!host.is_our_dnsmasq(new_pid));
+    assert!(!host.is_our_dnsmasq(new_pid) && !host.is_our_dnsmasq(last_pid));
     let again = host.ok(&["stop"]);
     assert!(again.contains("was not up"), "{again}");
     host.assert_nothing("lxcbr0");

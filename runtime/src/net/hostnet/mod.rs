@@ -251,6 +251,26 @@ fn start_steps(
     };
     let created_bridge = created_now || prior.is_some_and(|p| p.created_bridge);
     let cidr = format!("{}/{}", settings.addr, settings.prefix);
+    let cidr6 = settings.ipv6.as_ref().map(|v6| v6.addr_cidr());
+    let wanted: Vec<String> = std::iter::once(cidr.clone()).chain(cidr6.clone()).collect();
+    // Addresses an earlier start put there that the settings no longer ask for (an
+    // address the site had before start is never recorded, so never removed).
+    if let (Some(prior), Some(found)) = (prior, &existing) {
+        let ours_before = |c: &String| {
+            prior.created_bridge
+                || prior.added_address.as_ref() == Some(c)
+                || prior.added_ipv6_address.as_ref() == Some(c)
+        };
+        for old in prior
+            .bridge_addresses
+            .iter()
+            .filter(|c| !wanted.contains(c) && found.addresses.contains(c) && ours_before(c))
+        {
+            tracing::info!(%old, "removing the bridge address of the previous settings");
+            bridge::remove_address(name, old)
+                .map_err(step(format!("removing the old address {old} from {name}")))?;
+        }
+    }
     let has_address = existing
         .as_ref()
         .is_some_and(|b| b.addresses.contains(&cidr));
@@ -319,6 +339,7 @@ fn start_steps(
         version: state::STATE_VERSION,
         bridge: name.to_string(),
         created_bridge,
+        bridge_addresses: wanted,
         added_address,
         added_ipv6_address,
         backend,
