@@ -549,3 +549,39 @@ fn half_written_ipv6_settings_are_an_error_with_location() {
     assert!(stderr(&out).contains("go together"), "{}", stderr(&out));
     host.assert_nothing("lxcbr0");
 }
+
+#[test]
+fn run_dir_from_the_environment() {
+    let host = NetHost::new("env-run-dir", "LXC_DHCP_PING=false\n");
+    let env_dir = host.dir.path().join("from-env");
+    let run = |command: &str| {
+        let out = host
+            .ns
+            .command(env!("CARGO_BIN_EXE_ulxc-net"))
+            .env("ULXC_NET_RUN_DIR", &env_dir)
+            .arg("--config")
+            .arg(&host.configs[0])
+            .arg(command)
+            .output()
+            .unwrap();
+        common::ok(&out)
+    };
+    run("start");
+    let pid: i32 = std::fs::read_to_string(env_dir.join("dnsmasq.pid"))
+        .expect("the pid file is in $ULXC_NET_RUN_DIR")
+        .trim()
+        .parse()
+        .unwrap();
+    let args = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap();
+    assert!(String::from_utf8_lossy(&args).contains(&format!(
+        "--pid-file={}",
+        env_dir.join("dnsmasq.pid").display()
+    )));
+    assert!(env_dir.join("state.json").exists());
+    let stopped = run("stop");
+    assert!(
+        stopped.contains(&format!("dnsmasq pid {pid} stopped")),
+        "{stopped}"
+    );
+    host.assert_nothing("lxcbr0");
+}
