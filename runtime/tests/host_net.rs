@@ -572,6 +572,8 @@ fn run_dir_from_the_environment() {
         .trim()
         .parse()
         .unwrap();
+    // Not in the run dir NetHost cleans up: killed with the namespace if the test fails.
+    host.ns.kill_on_drop(pid);
     let args = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap();
     assert!(String::from_utf8_lossy(&args).contains(&format!(
         "--pid-file={}",

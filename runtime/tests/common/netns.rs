@@ -38,7 +38,7 @@ pub struct TestNetns {
     pub name: String,
     /// What the test calls it (for messages).
     pub tag: String,
-    pids: Mutex<Vec<i32>>,
+    pids: Mutex<Vec<(i32, u64)>>,
 }
 
 /// The two ends of a veth pair made by [`TestNetns::link_to`].
@@ -48,6 +48,14 @@ pub struct VethPair {
     pub here: String,
     /// The end in the other namespace.
     pub there: String,
+}
+
+/// The start time (field 22 of `/proc/PID/stat`) of a live process; with the pid it
+/// names one process across pid reuse.
+fn start_time(pid: i32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let after_comm = stat.get(stat.rfind(')')? + 2..)?;
+    after_comm.split_whitespace().nth(19)?.parse().ok()
 }
 
 fn check(what: &str, out: &Output) -> String {
@@ -112,9 +120,12 @@ impl TestNetns {
     }
 
     /// Has the process `pid` (started inside by the test or by a tool under test)
-    /// killed with SIGKILL when this namespace is dropped.
+    /// killed with SIGKILL when this namespace is dropped, if it is still the same
+    /// process then (its start time is compared, so a reused pid is left alone).
     pub fn kill_on_drop(&self, pid: i32) {
-        self.pids.lock().unwrap().push(pid);
+        if let Some(start) = start_time(pid) {
+            self.pids.lock().unwrap().push((pid, start));
+        }
     }
 
     /// Makes a veth pair from this namespace to `other`, gives each end the address
@@ -241,7 +252,10 @@ impl TestNetns {
 
 impl Drop for TestNetns {
     fn drop(&mut self) {
-        for pid in self.pids.lock().unwrap().drain(..) {
+        for (pid, start) in self.pids.lock().unwrap().drain(..) {
+            if start_time(pid) != Some(start) {
+                continue;
+            }
             let _ = nix::sys::signal::kill(
                 nix::unistd::Pid::from_raw(pid),
                 nix::sys::signal::Signal::SIGKILL,
