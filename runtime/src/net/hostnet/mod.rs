@@ -16,6 +16,9 @@
 //! - [`status`] reports bridge, dnsmasq, leases, owned rules and every setting with the
 //!   file:line it came from.
 //!
+//! The binary is `ulxc-net` (`src/bin/ulxc-net`); `runtime/contrib/ulxc-net.service` runs
+//! it at boot (installed by `.ci/install`).
+//!
 //! IPv6 follows LXC: with `LXC_IPV6_ADDR`, `_MASK` and `_NETWORK` set, the bridge gets
 //! the address (duplicate address detection and autoconfiguration off on it), IPv6
 //! forwarding is turned on, dnsmasq sends router advertisements (`ra-only`), and with
