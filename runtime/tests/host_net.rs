@@ -7,154 +7,11 @@
 
 mod common;
 
-use common::netns::TestNetns;
+use common::netns::{TestNetns, UlxcNetHost as NetHost};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
 use std::process::Output;
 use std::time::Duration;
-
-const BIN: &str = env!("CARGO_BIN_EXE_ulxc-net");
-
-/// A namespace where `ulxc-net` runs with its own settings file and run dir; on drop it
-/// runs `ulxc-net stop` and kills a dnsmasq left behind, before the namespace goes.
-struct NetHost {
-    dir: tempfile::TempDir,
-    configs: Vec<PathBuf>,
-    run_dir: PathBuf,
-    ns: TestNetns,
-}
-
-impl NetHost {
-    fn new(tag: &str, settings: &str) -> NetHost {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let config = dir.path().join("lxc-net");
-        std::fs::write(&config, settings).unwrap();
-        let run_dir = dir.path().join("run");
-        NetHost {
-            configs: vec![config],
-            run_dir,
-            dir,
-            ns: TestNetns::new(tag),
-        }
-    }
-
-    /// Runs `ulxc-net --config ... --run-dir ... ARGS` inside the namespace.
-    fn ulxc_net(&self, args: &[&str]) -> Output {
-        let mut cmd = self.ns.command(BIN);
-        for config in &self.configs {
-            cmd.arg("--config").arg(config);
-        }
-        cmd.arg("--run-dir").arg(&self.run_dir).args(args);
-        cmd.output().expect("running ulxc-net")
-    }
-
-    /// Like [`NetHost::ulxc_net`], failing the test when it fails; returns stdout.
-    fn ok(&self, args: &[&str]) -> String {
-        let out = self.ulxc_net(args);
-        common::ok(&out)
-    }
-
-    fn pid_file(&self) -> PathBuf {
-        self.run_dir.join("dnsmasq.pid")
-    }
-
-    fn dnsmasq_pid(&self) -> Option<i32> {
-        std::fs::read_to_string(self.pid_file())
-            .ok()?
-            .trim()
-            .parse()
-            .ok()
-    }
-
-    /// Whether `pid` is a live dnsmasq started with this host's pid file.
-    fn is_our_dnsmasq(&self, pid: i32) -> bool {
-        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-        let zombie = stat
-            .rfind(')')
-            .and_then(|i| stat[i + 1..].split_whitespace().next())
-            .is_none_or(|s| s == "Z");
-        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-        let cmdline = String::from_utf8_lossy(&cmdline);
-        !zombie
-            && cmdline.starts_with("dnsmasq\0")
-            && cmdline.contains(&format!("--pid-file={}", self.pid_file().display()))
-    }
-
-    /// Masquerade rules in the namespace's whole nftables ruleset (the iptables-nft
-    /// tables included).
-    fn nft_masquerades(&self) -> usize {
-        self.ns
-            .run(&["nft", "list", "ruleset"])
-            .lines()
-            .filter(|l| l.contains("masquerade"))
-            .count()
-    }
-
-    /// Whether nftables has the table `ip ulxc`.
-    fn has_ulxc_table(&self) -> bool {
-        self.ns
-            .run(&["nft", "list", "tables"])
-            .contains("table ip ulxc")
-    }
-
-    /// MASQUERADE rules in iptables' nat table.
-    fn iptables_masquerades(&self) -> usize {
-        self.ns
-            .run(&["iptables", "-w", "-t", "nat", "-S"])
-            .lines()
-            .filter(|l| l.contains("MASQUERADE"))
-            .count()
-    }
-
-    /// Lines of `iptables-save` that mention ulxc's chains.
-    fn iptables_ulxc_lines(&self) -> usize {
-        self.ns
-            .run(&["iptables-save"])
-            .lines()
-            .filter(|l| l.contains("ULXC-"))
-            .count()
-    }
-
-    fn bridge_exists(&self, name: &str) -> bool {
-        self.ns
-            .output(&["ip", "link", "show", "dev", name])
-            .status
-            .success()
-    }
-
-    fn status_json(&self) -> serde_json::Value {
-        let text = self.ok(&["status", "--json"]);
-        serde_json::from_str(&text)
-            .unwrap_or_else(|e| panic!("status --json is not JSON ({e}): {text}"))
-    }
-
-    /// Asserts that nothing is set up: no bridge, no table or chains, no dnsmasq.
-    fn assert_nothing(&self, bridge: &str) {
-        assert!(!self.bridge_exists(bridge), "bridge {bridge} exists");
-        assert!(!self.has_ulxc_table(), "table ip ulxc exists");
-        assert_eq!(self.iptables_ulxc_lines(), 0, "iptables has ULXC chains");
-        assert_eq!(self.nft_masquerades(), 0, "a masquerade rule is left");
-        assert!(
-            self.dnsmasq_pid().is_none_or(|p| !self.is_our_dnsmasq(p)),
-            "dnsmasq runs"
-        );
-    }
-}
-
-impl Drop for NetHost {
-    fn drop(&mut self) {
-        let _ = self.ulxc_net(&["stop"]);
-        if let Some(pid) = self.dnsmasq_pid().filter(|p| self.is_our_dnsmasq(*p)) {
-            eprintln!("warning: dnsmasq {pid} survived `ulxc-net stop`; killing it");
-            let _ = nix::sys::signal::kill(
-                nix::unistd::Pid::from_raw(pid),
-                nix::sys::signal::Signal::SIGKILL,
-            );
-        }
-        let _ = &self.dir;
-    }
-}
 
 fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
@@ -195,9 +52,34 @@ fn start_is_idempotent_and_stop_undoes_everything() {
     );
     assert!(host.is_our_dnsmasq(pid));
 
+    // A changed setting restarts dnsmasq with it (the rules stay one copy).
+    std::fs::write(&host.configs[0], "LXC_DHCP_MAX=42\n").unwrap();
+    let changed = host.ok(&["start"]);
+    assert!(!changed.contains("already running"), "{changed}");
+    let new_pid = host.dnsmasq_pid().unwrap();
+    assert_ne!(new_pid, pid);
+    assert!(host.is_our_dnsmasq(new_pid));
+    assert!(!host.is_our_dnsmasq(pid), "the old dnsmasq still runs");
+    let args = std::fs::read(format!("/proc/{new_pid}/cmdline")).unwrap();
+    assert!(String::from_utf8_lossy(&args).contains("--dhcp-lease-max=42"));
+    assert_eq!(host.nft_masquerades(), 1);
+
+    // A changed address replaces the old one on the bridge.
+    std::fs::write(&host.configs[0], "LXC_ADDR=10.0.3.5\n").unwrap();
+    host.ok(&["start"]);
+    let addrs = host
+        .ns
+        .run(&["ip", "-4", "-o", "addr", "show", "dev", "lxcbr0"]);
+    assert!(
+        addrs.contains("10.0.3.5/24") && !addrs.contains("10.0.3.1/24"),
+        "{addrs}"
+    );
+    let last_pid = host.dnsmasq_pid().unwrap();
+    assert!(host.is_our_dnsmasq(last_pid));
+
     host.ok(&["stop"]);
     host.assert_nothing("lxcbr0");
-    assert!(!Path::new(&format!("/proc/{pid}")).exists() || !host.is_our_dnsmasq(pid));
+    assert!(!host.is_our_dnsmasq(new_pid) && !host.is_our_dnsmasq(last_pid));
     let again = host.ok(&["stop"]);
     assert!(again.contains("was not up"), "{again}");
     host.assert_nothing("lxcbr0");
@@ -225,7 +107,7 @@ fn hundred_start_stop_rounds_nftables() {
 
 #[test]
 fn start_stop_rounds_iptables() {
-    rounds("LXC_USE_NFT=\"false\"\n", 25, |h| {
+    rounds("LXC_USE_NFT=\"false\"\n", 40, |h| {
         assert!(!h.has_ulxc_table(), "iptables backend made the nft table");
         let nat = h.iptables_masquerades();
         // iptables-nft keeps its rules in nftables: the same one rule, seen twice.
@@ -311,7 +193,7 @@ fn dhcp_lease_and_masqueraded_traffic_end_to_end() {
 
     let status = host.status_json();
     assert_eq!(status["dnsmasq"]["leases"], 1, "{status}");
-    let counted = host.ns.run(&["nft", "list", "table", "ip", "ulxc"]);
+    let counted = host.ns.run(&["nft", "list", "table", "inet", "ulxc"]);
     assert!(
         counted
             .lines()
@@ -431,6 +313,33 @@ fn failed_dnsmasq_start_is_undone_and_a_site_bridge_is_kept() {
 }
 
 #[test]
+fn failed_dnsmasq_start_deletes_the_bridge_it_created() {
+    let host = NetHost::new("dns-busy-new", "LXC_DHCP_PING=false\n");
+    // Port 53 held on the wildcard address: dnsmasq cannot bind 10.0.3.1:53.
+    let (taken_tx, taken_rx) = std::sync::mpsc::channel();
+    let (release_tx, release_rx) = std::sync::mpsc::channel::<()>();
+    let blocker = host.ns.in_thread(move || {
+        let socket = std::net::UdpSocket::bind("0.0.0.0:53").expect("bind 0.0.0.0:53");
+        taken_tx.send(()).unwrap();
+        let _ = release_rx.recv();
+        drop(socket);
+    });
+    taken_rx.recv().unwrap();
+    let out = host.ulxc_net(&["start"]);
+    let err = stderr(&out);
+    release_tx.send(()).unwrap();
+    blocker.join().unwrap();
+    assert!(!out.status.success(), "start succeeded with port 53 taken");
+    assert!(err.contains("dnsmasq did not start"), "{err}");
+    assert_eq!(err.matches("error").count(), 1, "not one error: {err}");
+    host.assert_nothing("lxcbr0");
+    assert!(
+        !host.run_dir.join("state.json").exists(),
+        "a failed start left its state file"
+    );
+}
+
+#[test]
 fn status_json_while_up_and_down_with_sources() {
     let mut host = NetHost::new("status", "LXC_DHCP_MAX=\"50\"\n");
     let second = host.dir.path().join("second.conf");
@@ -463,6 +372,17 @@ fn status_json_while_up_and_down_with_sources() {
         setting(&down, "LXC_BRIDGE"),
         ("lxcbr0".to_string(), "default".to_string())
     );
+    // --config replaces the default files: nothing comes from /etc/default.
+    let sources: Vec<&str> = down["settings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["source"].as_str().unwrap())
+        .collect();
+    assert!(
+        sources.iter().all(|s| !s.starts_with("/etc/")),
+        "{sources:?}"
+    );
 
     host.ok(&["start"]);
     let up = host.status_json();
@@ -482,7 +402,7 @@ fn status_json_while_up_and_down_with_sources() {
     assert_eq!(rules.len(), 5, "{up}");
     let masq: Vec<_> = rules.iter().filter(|r| r["masquerade"] == true).collect();
     assert_eq!(masq.len(), 1, "{up}");
-    assert_eq!(masq[0]["chain"], "ip ulxc/postrouting");
+    assert_eq!(masq[0]["chain"], "inet ulxc/postrouting");
     assert!(
         masq[0]["rule"].as_str().unwrap().contains("10.0.3.0/24"),
         "{up}"
@@ -550,27 +470,120 @@ fn a_pid_file_naming_another_process_is_never_signalled() {
     let _ = sleeper.wait();
 }
 
-#[test]
-fn ipv6_settings_are_validated_and_reported_as_not_set_up() {
-    let host = NetHost::new(
-        "ipv6",
-        "LXC_IPV6_ADDR=fc42:5009:ba4b:5ab0::1\nLXC_IPV6_MASK=64\nLXC_IPV6_NETWORK=fc42:5009:ba4b:5ab0::/64\n",
-    );
-    let out = host.ulxc_net(&["start"]);
-    common::ok(&out);
-    let err = stderr(&out);
-    let config = host.configs[0].display().to_string();
-    assert!(err.contains("IPv4 only"), "{err}");
-    assert!(err.contains(&format!("{config}:1")), "{err}");
-    host.ok(&["stop"]);
+const IPV6_SETTINGS: &str = "LXC_IPV6_ADDR=fc42:5009:ba4b:5ab0::1\nLXC_IPV6_MASK=64\n\
+LXC_IPV6_NETWORK=fc42:5009:ba4b:5ab0::/64\nLXC_IPV6_NAT=true\n";
 
-    std::fs::write(&host.configs[0], "\nLXC_IPV6_ADDR=fc42::zz\n").unwrap();
+#[test]
+fn ipv6_address_router_advertisements_and_nat_like_lxc() {
+    for backend in ["", "LXC_USE_NFT=false\n"] {
+        let host = NetHost::new("ipv6", &format!("{backend}{IPV6_SETTINGS}"));
+        host.ok(&["start"]);
+        host.ok(&["start"]);
+        let addrs = host
+            .ns
+            .run(&["ip", "-6", "-o", "addr", "show", "dev", "lxcbr0"]);
+        assert!(addrs.contains("fc42:5009:ba4b:5ab0::1/64"), "{addrs}");
+        let forwarding = host
+            .ns
+            .run(&["cat", "/proc/sys/net/ipv6/conf/all/forwarding"]);
+        assert_eq!(forwarding.trim(), "1");
+        let pid = host.dnsmasq_pid().unwrap();
+        assert!(host.is_our_dnsmasq(pid));
+        let args = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap();
+        assert!(
+            String::from_utf8_lossy(&args).contains("--dhcp-range=fc42:5009:ba4b:5ab0::1,ra-only")
+        );
+        let v6_masquerades = if backend.is_empty() {
+            let table = host.ns.run(&["nft", "list", "table", "inet", "ulxc"]);
+            assert_eq!(host.nft_masquerades(), 2, "{table}");
+            table
+                .lines()
+                .filter(|l| l.contains("ip6 saddr") && l.contains("masquerade"))
+                .count()
+        } else {
+            host.ns
+                .run(&["ip6tables", "-w", "-t", "nat", "-S"])
+                .lines()
+                .filter(|l| l.contains("MASQUERADE"))
+                .count()
+        };
+        assert_eq!(v6_masquerades, 1, "backend {backend:?}");
+        let status = host.status_json();
+        let masq = status["rules"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|r| r["masquerade"] == true)
+            .count();
+        assert_eq!(masq, 2, "{status}");
+
+        host.ok(&["stop"]);
+        host.assert_nothing("lxcbr0");
+        let v6_left = host.ns.run(&["ip6tables", "-w", "-t", "nat", "-S"]);
+        assert!(
+            !v6_left.contains("ULXC") && !v6_left.contains("MASQUERADE"),
+            "{v6_left}"
+        );
+    }
+}
+
+#[test]
+fn half_written_ipv6_settings_are_an_error_with_location() {
+    let host = NetHost::new("ipv6-bad", "\nLXC_IPV6_ADDR=fc42::zz\n");
+    let config = host.configs[0].display().to_string();
     let out = host.ulxc_net(&["start"]);
     assert!(!out.status.success());
     assert!(
         stderr(&out).contains(&format!("{config}:2: LXC_IPV6_ADDR")),
         "{}",
         stderr(&out)
+    );
+    std::fs::write(&host.configs[0], "LXC_IPV6_MASK=64\n").unwrap();
+    let out = host.ulxc_net(&["start"]);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains(&format!("{config}:1: ")),
+        "{}",
+        stderr(&out)
+    );
+    assert!(stderr(&out).contains("go together"), "{}", stderr(&out));
+    host.assert_nothing("lxcbr0");
+}
+
+#[test]
+fn run_dir_from_the_environment() {
+    let host = NetHost::new("env-run-dir", "LXC_DHCP_PING=false\n");
+    let env_dir = host.dir.path().join("from-env");
+    let run = |command: &str| {
+        let out = host
+            .ns
+            .command(env!("CARGO_BIN_EXE_ulxc-net"))
+            .env("ULXC_NET_RUN_DIR", &env_dir)
+            .arg("--config")
+            .arg(&host.configs[0])
+            .arg(command)
+            .output()
+            .unwrap();
+        common::ok(&out)
+    };
+    run("start");
+    let pid: i32 = std::fs::read_to_string(env_dir.join("dnsmasq.pid"))
+        .expect("the pid file is in $ULXC_NET_RUN_DIR")
+        .trim()
+        .parse()
+        .unwrap();
+    // Not in the run dir NetHost cleans up: killed with the namespace if the test fails.
+    host.ns.kill_on_drop(pid);
+    let args = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap();
+    assert!(String::from_utf8_lossy(&args).contains(&format!(
+        "--pid-file={}",
+        env_dir.join("dnsmasq.pid").display()
+    )));
+    assert!(env_dir.join("state.json").exists());
+    let stopped = run("stop");
+    assert!(
+        stopped.contains(&format!("dnsmasq pid {pid} stopped")),
+        "{stopped}"
     );
     host.assert_nothing("lxcbr0");
 }

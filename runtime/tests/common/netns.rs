@@ -5,12 +5,20 @@
 //! dropped, also when the test fails. Commands run inside through `nsenter --net=`;
 //! Rust code runs inside on a thread that has joined the namespace (`setns` affects
 //! only the calling thread). Nothing is ever added to the machine's own namespace.
+//!
+//! [`UlxcNetHost`] is the host side of a networking test: a namespace in which the
+//! real `ulxc-net` runs with its own settings file and run dir (bridge, dnsmasq, NAT),
+//! stopped again on drop. Link it to an "outside" namespace with
+//! [`TestNetns::link_to`] and watch the far side with [`TestNetns::tcp_observer`].
 
 use std::fs::File;
 use std::io::{Read, Write};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener, TcpStream};
 use std::path::PathBuf;
 use std::process::{Command, Output};
+
+/// The `ulxc-net` binary under test.
+const ULXC_NET: &str = env!("CARGO_BIN_EXE_ulxc-net");
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -30,7 +38,7 @@ pub struct TestNetns {
     pub name: String,
     /// What the test calls it (for messages).
     pub tag: String,
-    pids: Mutex<Vec<i32>>,
+    pids: Mutex<Vec<(i32, u64)>>,
 }
 
 /// The two ends of a veth pair made by [`TestNetns::link_to`].
@@ -40,6 +48,14 @@ pub struct VethPair {
     pub here: String,
     /// The end in the other namespace.
     pub there: String,
+}
+
+/// The start time (field 22 of `/proc/PID/stat`) of a live process; with the pid it
+/// names one process across pid reuse.
+fn start_time(pid: i32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let after_comm = stat.get(stat.rfind(')')? + 2..)?;
+    after_comm.split_whitespace().nth(19)?.parse().ok()
 }
 
 fn check(what: &str, out: &Output) -> String {
@@ -104,9 +120,12 @@ impl TestNetns {
     }
 
     /// Has the process `pid` (started inside by the test or by a tool under test)
-    /// killed with SIGKILL when this namespace is dropped.
+    /// killed with SIGKILL when this namespace is dropped, if it is still the same
+    /// process then (its start time is compared, so a reused pid is left alone).
     pub fn kill_on_drop(&self, pid: i32) {
-        self.pids.lock().unwrap().push(pid);
+        if let Some(start) = start_time(pid) {
+            self.pids.lock().unwrap().push((pid, start));
+        }
     }
 
     /// Makes a veth pair from this namespace to `other`, gives each end the address
@@ -233,7 +252,10 @@ impl TestNetns {
 
 impl Drop for TestNetns {
     fn drop(&mut self) {
-        for pid in self.pids.lock().unwrap().drain(..) {
+        for (pid, start) in self.pids.lock().unwrap().drain(..) {
+            if start_time(pid) != Some(start) {
+                continue;
+            }
             let _ = nix::sys::signal::kill(
                 nix::unistd::Pid::from_raw(pid),
                 nix::sys::signal::Signal::SIGKILL,
@@ -273,5 +295,155 @@ impl Drop for TcpObserver {
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
         }
+    }
+}
+
+/// A namespace where the real `ulxc-net` runs (as root) with its own settings file and
+/// run dir: the host side (bridge, dnsmasq, NAT) of a networking test. On drop it runs
+/// `ulxc-net stop` and kills a dnsmasq left behind, before the namespace goes.
+pub struct UlxcNetHost {
+    /// A temporary directory for the settings, the run dir and scratch files.
+    pub dir: tempfile::TempDir,
+    /// The settings files passed as `--config`, in order.
+    pub configs: Vec<PathBuf>,
+    /// The run dir passed as `--run-dir`.
+    pub run_dir: PathBuf,
+    /// The namespace `ulxc-net` acts on.
+    pub ns: TestNetns,
+}
+
+impl UlxcNetHost {
+    /// A fresh namespace with `settings` as the one settings file (not started).
+    pub fn new(tag: &str, settings: &str) -> UlxcNetHost {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let config = dir.path().join("lxc-net");
+        std::fs::write(&config, settings).unwrap();
+        let run_dir = dir.path().join("run");
+        UlxcNetHost {
+            configs: vec![config],
+            run_dir,
+            dir,
+            ns: TestNetns::new(tag),
+        }
+    }
+
+    /// Runs `ulxc-net --config ... --run-dir ... ARGS` inside the namespace.
+    pub fn ulxc_net(&self, args: &[&str]) -> Output {
+        let mut cmd = self.ns.command(ULXC_NET);
+        for config in &self.configs {
+            cmd.arg("--config").arg(config);
+        }
+        cmd.arg("--run-dir").arg(&self.run_dir).args(args);
+        cmd.output().expect("running ulxc-net")
+    }
+
+    /// Like [`UlxcNetHost::ulxc_net`], failing the test when it fails; returns stdout.
+    pub fn ok(&self, args: &[&str]) -> String {
+        let out = self.ulxc_net(args);
+        super::ok(&out)
+    }
+
+    /// dnsmasq's pid file in the run dir.
+    pub fn pid_file(&self) -> PathBuf {
+        self.run_dir.join("dnsmasq.pid")
+    }
+
+    /// The pid in dnsmasq's pid file.
+    pub fn dnsmasq_pid(&self) -> Option<i32> {
+        std::fs::read_to_string(self.pid_file())
+            .ok()?
+            .trim()
+            .parse()
+            .ok()
+    }
+
+    /// Whether `pid` is a live dnsmasq started with this host's pid file.
+    pub fn is_our_dnsmasq(&self, pid: i32) -> bool {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        let zombie = stat
+            .rfind(')')
+            .and_then(|i| stat[i + 1..].split_whitespace().next())
+            .is_none_or(|s| s == "Z");
+        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+        let cmdline = String::from_utf8_lossy(&cmdline);
+        !zombie
+            && cmdline.starts_with("dnsmasq\0")
+            && cmdline.contains(&format!("--pid-file={}", self.pid_file().display()))
+    }
+
+    /// Masquerade rules in the namespace's whole nftables ruleset (the iptables-nft
+    /// tables included).
+    pub fn nft_masquerades(&self) -> usize {
+        self.ns
+            .run(&["nft", "list", "ruleset"])
+            .lines()
+            .filter(|l| l.contains("masquerade"))
+            .count()
+    }
+
+    /// Whether nftables has the table `inet ulxc`.
+    pub fn has_ulxc_table(&self) -> bool {
+        self.ns
+            .run(&["nft", "list", "tables"])
+            .contains("table inet ulxc")
+    }
+
+    /// MASQUERADE rules in iptables' nat table.
+    pub fn iptables_masquerades(&self) -> usize {
+        self.ns
+            .run(&["iptables", "-w", "-t", "nat", "-S"])
+            .lines()
+            .filter(|l| l.contains("MASQUERADE"))
+            .count()
+    }
+
+    /// Lines of `iptables-save` that mention ulxc's chains.
+    pub fn iptables_ulxc_lines(&self) -> usize {
+        self.ns
+            .run(&["iptables-save"])
+            .lines()
+            .filter(|l| l.contains("ULXC-"))
+            .count()
+    }
+
+    /// Whether the interface `name` exists in the namespace.
+    pub fn bridge_exists(&self, name: &str) -> bool {
+        self.ns
+            .output(&["ip", "link", "show", "dev", name])
+            .status
+            .success()
+    }
+
+    /// `ulxc-net status --json`, parsed.
+    pub fn status_json(&self) -> serde_json::Value {
+        let text = self.ok(&["status", "--json"]);
+        serde_json::from_str(&text)
+            .unwrap_or_else(|e| panic!("status --json is not JSON ({e}): {text}"))
+    }
+
+    /// Asserts that nothing is set up: no bridge, no table or chains, no dnsmasq.
+    pub fn assert_nothing(&self, bridge: &str) {
+        assert!(!self.bridge_exists(bridge), "bridge {bridge} exists");
+        assert!(!self.has_ulxc_table(), "table inet ulxc exists");
+        assert_eq!(self.iptables_ulxc_lines(), 0, "iptables has ULXC chains");
+        assert_eq!(self.nft_masquerades(), 0, "a masquerade rule is left");
+        assert!(
+            self.dnsmasq_pid().is_none_or(|p| !self.is_our_dnsmasq(p)),
+            "dnsmasq runs"
+        );
+    }
+}
+
+impl Drop for UlxcNetHost {
+    fn drop(&mut self) {
+        let _ = self.ulxc_net(&["stop"]);
+        if let Some(pid) = self.dnsmasq_pid().filter(|p| self.is_our_dnsmasq(*p)) {
+            eprintln!("warning: dnsmasq {pid} survived `ulxc-net stop`; killing it");
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
+        let _ = &self.dir;
     }
 }

@@ -76,6 +76,11 @@ pub fn add_address(name: &str, cidr: &str) -> Result<(), ToolError> {
     tool::run("ip", &["addr", "add", cidr, "broadcast", "+", "dev", name]).map(drop)
 }
 
+/// Adds the IPv6 address `cidr` to `name`.
+pub fn add_address6(name: &str, cidr: &str) -> Result<(), ToolError> {
+    tool::run("ip", &["-6", "addr", "add", cidr, "dev", name]).map(drop)
+}
+
 /// Removes `cidr` from `name`.
 pub fn remove_address(name: &str, cidr: &str) -> Result<(), ToolError> {
     tool::run("ip", &["addr", "del", cidr, "dev", name]).map(drop)

@@ -21,7 +21,7 @@ const PID_FILE_WAIT: Duration = Duration::from_secs(3);
 #[derive(Debug, thiserror::Error)]
 pub enum DnsmasqError {
     /// dnsmasq could not start.
-    #[error("dnsmasq did not start: {0}")]
+    #[error("dnsmasq did not start")]
     Start(#[source] ToolError),
     /// It started but left no usable pid file.
     #[error("dnsmasq started but {path} holds no live dnsmasq pid: {why}")]
@@ -101,6 +101,13 @@ pub fn arguments(settings: &Settings, run_dir: &Path, user: &str) -> Vec<String>
         ),
         "--dhcp-authoritative".into(),
     ]);
+    if let Some(v6) = &settings.ipv6 {
+        args.extend([
+            format!("--dhcp-range={},ra-only", v6.addr),
+            "--listen-address".into(),
+            v6.addr.to_string(),
+        ]);
+    }
     args
 }
 
@@ -145,6 +152,29 @@ pub fn running(run_dir: &Path) -> Option<i32> {
     recorded_pid(run_dir).filter(|pid| is_ours(*pid, run_dir))
 }
 
+/// Whether the live dnsmasq `pid` runs with exactly the arguments `settings` ask for
+/// now (otherwise a changed setting needs a restart).
+pub fn runs_with(pid: i32, settings: &Settings, run_dir: &Path) -> bool {
+    let Ok(user) = user() else {
+        return false;
+    };
+    let Ok(cmdline) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
+        return false;
+    };
+    let running: Vec<&[u8]> = cmdline
+        .strip_suffix(&[0])
+        .unwrap_or(&cmdline)
+        .split(|b| *b == 0)
+        .skip(1)
+        .collect();
+    let wanted = arguments(settings, run_dir, &user);
+    running.len() == wanted.len()
+        && running
+            .iter()
+            .zip(&wanted)
+            .all(|(have, want)| *have == want.as_bytes())
+}
+
 /// Starts dnsmasq (it daemonizes; its exit status reports configuration and bind
 /// errors) and returns the daemon's pid.
 pub fn start(settings: &Settings, run_dir: &Path) -> Result<i32, DnsmasqError> {
@@ -172,9 +202,11 @@ pub fn start(settings: &Settings, run_dir: &Path) -> Result<i32, DnsmasqError> {
 }
 
 /// Stops our dnsmasq if it runs (SIGTERM, then SIGKILL after a grace period) and
-/// removes its pid file. A pid that is not our dnsmasq is never signalled.
-pub fn stop(run_dir: &Path) -> Result<Option<i32>, DnsmasqError> {
-    let Some(pid) = recorded_pid(run_dir) else {
+/// removes its pid file. The pid comes from the pid file, else from `known_pid` (the
+/// state file's record, for a pid file someone removed). A pid that is not our dnsmasq
+/// is never signalled.
+pub fn stop(run_dir: &Path, known_pid: Option<i32>) -> Result<Option<i32>, DnsmasqError> {
+    let Some(pid) = recorded_pid(run_dir).or(known_pid) else {
         return Ok(None);
     };
     let stop_err = |why: String| DnsmasqError::Stop { pid, why };

@@ -16,7 +16,13 @@
 //! - [`status`] reports bridge, dnsmasq, leases, owned rules and every setting with the
 //!   file:line it came from.
 //!
-//! IPv6 (`LXC_IPV6_*`) is read and validated but not set up; `start` says so.
+//! The binary is `ulxc-net` (`src/bin/ulxc-net`); `runtime/contrib/ulxc-net.service` runs
+//! it at boot (installed by `.ci/install`).
+//!
+//! IPv6 follows LXC: with `LXC_IPV6_ADDR`, `_MASK` and `_NETWORK` set, the bridge gets
+//! the address (duplicate address detection and autoconfiguration off on it), IPv6
+//! forwarding is turned on, dnsmasq sends router advertisements (`ra-only`), and with
+//! `LXC_IPV6_NAT=true` the network is masqueraded too.
 
 pub mod bridge;
 pub mod dnsmasq;
@@ -46,7 +52,7 @@ pub enum HostNetError {
     #[error(transparent)]
     Settings(#[from] SettingsError),
     /// A step failed in a tool.
-    #[error("{step}: {source}")]
+    #[error("{step}")]
     Step {
         /// What was being done.
         step: String,
@@ -57,7 +63,7 @@ pub enum HostNetError {
     #[error(transparent)]
     Dnsmasq(#[from] dnsmasq::DnsmasqError),
     /// A file in the run dir or /proc could not be used.
-    #[error("{what}: {source}")]
+    #[error("{what}")]
     Io {
         /// What was being done.
         what: String,
@@ -160,6 +166,7 @@ fn ensure_run_dir(run_dir: &Path) -> Result<(), HostNetError> {
 struct Made {
     bridge: Option<String>,
     address: Option<(String, String)>,
+    address6: Option<(String, String)>,
     rules: Option<Backend>,
     dnsmasq: bool,
 }
@@ -167,7 +174,7 @@ struct Made {
 impl Made {
     fn undo(&self, run_dir: &Path) {
         if self.dnsmasq {
-            if let Err(err) = dnsmasq::stop(run_dir) {
+            if let Err(err) = dnsmasq::stop(run_dir, None) {
                 tracing::warn!(%err, "undo: stopping dnsmasq");
             }
         }
@@ -176,7 +183,7 @@ impl Made {
                 tracing::warn!(%err, "undo: removing the rules");
             }
         }
-        if let Some((name, cidr)) = &self.address {
+        for (name, cidr) in self.address.iter().chain(&self.address6) {
             if let Err(err) = bridge::remove_address(name, cidr) {
                 tracing::warn!(%err, "undo: removing the address");
             }
@@ -197,11 +204,6 @@ pub fn start(settings: &Settings, run_dir: &Path) -> Result<StartOutcome, HostNe
         });
     }
     require_root("start")?;
-    if let Some(source) = &settings.ipv6_requested {
-        tracing::warn!(
-            "IPv6 settings ({source}) are read but not applied: ulxc-net sets up IPv4 only"
-        );
-    }
     ensure_run_dir(run_dir)?;
     let _lock = lock(run_dir)?;
     let mut prior = state::load(run_dir).map_err(io("reading the state file"))?;
@@ -252,6 +254,26 @@ fn start_steps(
     };
     let created_bridge = created_now || prior.is_some_and(|p| p.created_bridge);
     let cidr = format!("{}/{}", settings.addr, settings.prefix);
+    let cidr6 = settings.ipv6.as_ref().map(|v6| v6.addr_cidr());
+    let wanted: Vec<String> = std::iter::once(cidr.clone()).chain(cidr6.clone()).collect();
+    // Addresses an earlier start put there that the settings no longer ask for (an
+    // address the site had before start is never recorded, so never removed).
+    if let (Some(prior), Some(found)) = (prior, &existing) {
+        let ours_before = |c: &String| {
+            prior.created_bridge
+                || prior.added_address.as_ref() == Some(c)
+                || prior.added_ipv6_address.as_ref() == Some(c)
+        };
+        for old in prior
+            .bridge_addresses
+            .iter()
+            .filter(|c| !wanted.contains(c) && found.addresses.contains(c) && ours_before(c))
+        {
+            tracing::info!(%old, "removing the bridge address of the previous settings");
+            bridge::remove_address(name, old)
+                .map_err(step(format!("removing the old address {old} from {name}")))?;
+        }
+    }
     let has_address = existing
         .as_ref()
         .is_some_and(|b| b.addresses.contains(&cidr));
@@ -266,6 +288,31 @@ fn start_steps(
             }
         }
     }
+    let mut added_ipv6_address = prior.and_then(|p| p.added_ipv6_address.clone());
+    if let Some(v6) = &settings.ipv6 {
+        for (knob, value) in [("accept_dad", "0"), ("autoconf", "0")] {
+            let path = format!("/proc/sys/net/ipv6/conf/{name}/{knob}");
+            std::fs::write(&path, value)
+                .map_err(io(format!("setting {path} (is IPv6 enabled here?)")))?;
+        }
+        let cidr6 = v6.addr_cidr();
+        let has_v6 = existing
+            .as_ref()
+            .is_some_and(|b| b.addresses.contains(&cidr6));
+        if !has_v6 {
+            bridge::add_address6(name, &cidr6)
+                .map_err(step(format!("adding {cidr6} to the bridge {name}")))?;
+            if !created_now {
+                made.address6 = Some((name.to_string(), cidr6.clone()));
+                if !created_bridge {
+                    added_ipv6_address = Some(cidr6);
+                }
+            }
+        }
+        std::fs::write("/proc/sys/net/ipv6/conf/all/forwarding", "1\n").map_err(io(
+            "enabling IPv6 forwarding (/proc/sys/net/ipv6/conf/all/forwarding)",
+        ))?;
+    }
     bridge::set_up(name).map_err(step(format!("bringing the bridge {name} up")))?;
     std::fs::write("/proc/sys/net/ipv4/ip_forward", "1\n").map_err(io(
         "enabling IPv4 forwarding (/proc/sys/net/ipv4/ip_forward)",
@@ -276,14 +323,15 @@ fn start_steps(
     }
     let mut kept_dnsmasq = false;
     let pid = match dnsmasq::running(run_dir) {
-        // A dnsmasq bound to a bridge that was just re-created listens on nothing.
-        Some(pid) if !created_now => {
+        // A dnsmasq bound to a bridge that was just re-created listens on nothing, and
+        // one started with other settings serves the old ones: both are restarted.
+        Some(pid) if !created_now && dnsmasq::runs_with(pid, settings, run_dir) => {
             kept_dnsmasq = true;
             pid
         }
         running => {
             if running.is_some() {
-                dnsmasq::stop(run_dir)?;
+                dnsmasq::stop(run_dir, None)?;
             }
             let pid = dnsmasq::start(settings, run_dir)?;
             made.dnsmasq = true;
@@ -294,7 +342,9 @@ fn start_steps(
         version: state::STATE_VERSION,
         bridge: name.to_string(),
         created_bridge,
+        bridge_addresses: wanted,
         added_address,
+        added_ipv6_address,
         backend,
         dnsmasq_pid: Some(pid),
     };
@@ -334,7 +384,7 @@ fn stop_locked(run_dir: &Path) -> Result<StopReport, HostNetError> {
         was_up: prior.is_some(),
         ..StopReport::default()
     };
-    report.stopped_dnsmasq = dnsmasq::stop(run_dir)?;
+    report.stopped_dnsmasq = dnsmasq::stop(run_dir, prior.as_ref().and_then(|s| s.dnsmasq_pid))?;
     let backends: Vec<Backend> = match &prior {
         Some(state) => vec![state.backend],
         // No record: remove whatever of ulxc's own rules exist (they are ours by name).
@@ -357,9 +407,9 @@ fn stop_locked(run_dir: &Path) -> Result<StopReport, HostNetError> {
                 bridge::delete(name).map_err(step(format!("deleting the bridge {name}")))?;
                 report.deleted_bridge = Some(name.to_string());
             } else {
-                if let Some(cidr) = state
-                    .added_address
-                    .as_ref()
+                for cidr in [&state.added_address, &state.added_ipv6_address]
+                    .into_iter()
+                    .flatten()
                     .filter(|c| found.addresses.contains(c))
                 {
                     bridge::remove_address(name, cidr)

@@ -1,11 +1,12 @@
 //! NAT and filter rules of `ulxc-net`, in rules of its own so that duplicates are
 //! impossible by construction.
 //!
-//! - nftables: everything lives in the one table `ip ulxc`. `start` replaces it in one
+//! - nftables: everything lives in the one table `inet ulxc`. `start` replaces it in one
 //!   `nft -f -` transaction (create if missing, delete, define), so there is always
 //!   exactly one copy; `stop` deletes it the same way.
 //! - iptables (when nft is missing or `LXC_USE_NFT=false`): chains of ulxc's own
-//!   (`ULXC-INPUT`, `ULXC-FORWARD` in filter, `ULXC-POSTROUTING` in nat and mangle),
+//!   (`ULXC-INPUT`, `ULXC-FORWARD` in filter, `ULXC-POSTROUTING` in nat and mangle, and
+//!   with IPv6 NAT `ULXC-POSTROUTING` in ip6tables' nat),
 //!   flushed and refilled on `start`; the jump into each is added only when `iptables -C`
 //!   says it is absent; `stop` removes every jump and the chains.
 //!
@@ -20,7 +21,7 @@ use serde::{Deserialize, Serialize};
 /// The nftables table `ulxc-net` owns.
 pub const NFT_TABLE: &str = "ulxc";
 /// The nftables family of that table.
-pub const NFT_FAMILY: &str = "ip";
+pub const NFT_FAMILY: &str = "inet";
 
 /// The iptables chains `ulxc-net` owns: (table, own chain, built-in chain it hangs from,
 /// whether the jump goes first in the built-in chain).
@@ -30,6 +31,9 @@ const IPTABLES_CHAINS: [(&str, &str, &str, bool); 4] = [
     ("nat", "ULXC-POSTROUTING", "POSTROUTING", false),
     ("mangle", "ULXC-POSTROUTING", "POSTROUTING", false),
 ];
+
+/// The ip6tables chain `ulxc-net` owns when it masquerades IPv6 (nat table).
+const IP6_NAT_CHAIN: &str = "ULXC-POSTROUTING";
 
 /// The most jumps `stop` removes from one built-in chain (a guard against a tool that
 /// keeps saying the jump is there).
@@ -57,7 +61,7 @@ impl std::fmt::Display for Backend {
 /// One rule `ulxc-net` owns, as listed by the backend.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct OwnedRule {
-    /// `TABLE/CHAIN` (nft: `ip ulxc/postrouting`; iptables: `nat/ULXC-POSTROUTING`).
+    /// `TABLE/CHAIN` (nft: `inet ulxc/postrouting`; iptables: `nat/ULXC-POSTROUTING`).
     pub chain: String,
     /// The rule in the backend's own words.
     pub rule: String,
@@ -68,9 +72,14 @@ pub struct OwnedRule {
 /// Chooses the backend as LXC does: nftables when `LXC_USE_NFT` is true and `nft`
 /// works, iptables otherwise.
 pub fn choose(settings: &Settings) -> Backend {
-    if settings.use_nft && tool::in_path("nft") && tool::succeeds("nft", &["list", "tables"]) {
+    if !settings.use_nft {
+        Backend::Iptables
+    } else if tool::in_path("nft") && tool::succeeds("nft", &["list", "tables"]) {
         Backend::Nftables
     } else {
+        tracing::info!(
+            "LXC_USE_NFT is true but `nft list tables` does not work here; using iptables"
+        );
         Backend::Iptables
     }
 }
@@ -79,6 +88,13 @@ pub fn choose(settings: &Settings) -> Backend {
 pub fn nft_script(settings: &Settings) -> String {
     let bridge = &settings.bridge;
     let net = settings.network;
+    let v6_nat = match &settings.ipv6 {
+        Some(v6) if v6.nat => format!(
+            "\t\tip6 saddr {0} ip6 daddr != {0} counter masquerade\n",
+            v6.network_cidr()
+        ),
+        _ => String::new(),
+    };
     format!(
         "table {NFT_FAMILY} {NFT_TABLE} {{}}\n\
          delete table {NFT_FAMILY} {NFT_TABLE}\n\
@@ -96,6 +112,7 @@ pub fn nft_script(settings: &Settings) -> String {
          \tchain postrouting {{\n\
          \t\ttype nat hook postrouting priority 100; policy accept;\n\
          \t\tip saddr {net} ip daddr != {net} counter masquerade\n\
+         {v6_nat}\
          \t}}\n\
          }}\n"
     )
@@ -132,6 +149,18 @@ fn iptables_rules(settings: &Settings) -> Vec<(&'static str, &'static str, Vec<S
         words(&format!("-s {net} ! -d {net} -j MASQUERADE")),
     ));
     rules
+}
+
+fn ip6tables(args: &[&str]) -> Result<String, ToolError> {
+    let mut all = vec!["-w", "-t", "nat"];
+    all.extend_from_slice(args);
+    tool::run("ip6tables", &all)
+}
+
+fn ip6tables_ok(args: &[&str]) -> bool {
+    let mut all = vec!["-w", "-t", "nat"];
+    all.extend_from_slice(args);
+    tool::succeeds("ip6tables", &all)
 }
 
 fn iptables(table: &str, args: &[&str]) -> Result<String, ToolError> {
@@ -192,6 +221,30 @@ pub fn apply(backend: Backend, settings: &Settings) -> Result<(), ToolError> {
                     }
                 }
             }
+            match settings.ipv6.as_ref().filter(|v6| v6.nat) {
+                Some(v6) => {
+                    let net = v6.network_cidr();
+                    if !ip6tables_ok(&["-S", IP6_NAT_CHAIN]) {
+                        ip6tables(&["-N", IP6_NAT_CHAIN])?;
+                    }
+                    ip6tables(&["-F", IP6_NAT_CHAIN])?;
+                    ip6tables(&[
+                        "-A",
+                        IP6_NAT_CHAIN,
+                        "-s",
+                        &net,
+                        "!",
+                        "-d",
+                        &net,
+                        "-j",
+                        "MASQUERADE",
+                    ])?;
+                    if !ip6tables_ok(&["-C", "POSTROUTING", "-j", IP6_NAT_CHAIN]) {
+                        ip6tables(&["-A", "POSTROUTING", "-j", IP6_NAT_CHAIN])?;
+                    }
+                }
+                None => remove_ip6()?,
+            }
             Ok(())
         }
     }
@@ -223,9 +276,23 @@ pub fn remove(backend: Backend) -> Result<(), ToolError> {
                     iptables(table, &["-X", chain])?;
                 }
             }
-            Ok(())
+            remove_ip6()
         }
     }
+}
+
+/// Removes the ip6tables chain and its jumps (nothing there is fine).
+fn remove_ip6() -> Result<(), ToolError> {
+    if !tool::in_path("ip6tables") || !ip6tables_ok(&["-S", IP6_NAT_CHAIN]) {
+        return Ok(());
+    }
+    let mut removed = 0;
+    while ip6tables_ok(&["-C", "POSTROUTING", "-j", IP6_NAT_CHAIN]) && removed < MAX_JUMPS {
+        ip6tables(&["-D", "POSTROUTING", "-j", IP6_NAT_CHAIN])?;
+        removed += 1;
+    }
+    ip6tables(&["-F", IP6_NAT_CHAIN])?;
+    ip6tables(&["-X", IP6_NAT_CHAIN]).map(drop)
 }
 
 /// Lists the rules `ulxc-net` owns now with `backend` (none when its table or chains
@@ -254,6 +321,17 @@ pub fn list(backend: Backend) -> Result<Vec<OwnedRule>, ToolError> {
                     if line.starts_with("-A ") {
                         rules.push(OwnedRule {
                             chain: format!("{table}/{chain}"),
+                            rule: line.to_string(),
+                            masquerade: line.contains("-j MASQUERADE"),
+                        });
+                    }
+                }
+            }
+            if tool::in_path("ip6tables") && ip6tables_ok(&["-S", IP6_NAT_CHAIN]) {
+                for line in ip6tables(&["-S", IP6_NAT_CHAIN])?.lines() {
+                    if line.starts_with("-A ") {
+                        rules.push(OwnedRule {
+                            chain: format!("ip6 nat/{IP6_NAT_CHAIN}"),
                             rule: line.to_string(),
                             masquerade: line.contains("-j MASQUERADE"),
                         });
@@ -389,7 +467,7 @@ mod tests {
     fn nft_script_replaces_the_table_in_one_go() {
         let s = super::super::settings::Settings::parse_str(std::path::Path::new("x"), "").unwrap();
         let script = nft_script(&s);
-        assert!(script.starts_with("table ip ulxc {}\ndelete table ip ulxc\ntable ip ulxc {"));
+        assert!(script.starts_with("table inet ulxc {}\ndelete table inet ulxc\ntable inet ulxc {"));
         assert_eq!(script.matches("masquerade").count(), 1);
     }
 }

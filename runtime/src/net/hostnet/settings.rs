@@ -160,6 +160,154 @@ impl fmt::Display for DhcpRange {
     }
 }
 
+/// IPv6 on the bridge, as LXC's `LXC_IPV6_*` keys describe it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ipv6Settings {
+    /// `LXC_IPV6_ADDR`: the bridge's IPv6 address (also where dnsmasq listens).
+    pub addr: Ipv6Addr,
+    /// `LXC_IPV6_MASK`: its prefix length.
+    pub prefix: u8,
+    /// `LXC_IPV6_NETWORK`: the network, `ADDR/PREFIX` with host bits zero.
+    pub network: Ipv6Addr,
+    /// `LXC_IPV6_NAT`: whether the network is masqueraded to the outside.
+    pub nat: bool,
+}
+
+impl Ipv6Settings {
+    /// The network in CIDR form.
+    pub fn network_cidr(&self) -> String {
+        format!("{}/{}", self.network, self.prefix)
+    }
+
+    /// The bridge address in CIDR form.
+    pub fn addr_cidr(&self) -> String {
+        format!("{}/{}", self.addr, self.prefix)
+    }
+}
+
+fn ipv6_mask(prefix: u8) -> u128 {
+    if prefix == 0 {
+        0
+    } else {
+        u128::MAX << (128 - u32::from(prefix))
+    }
+}
+
+/// LXC sets IPv6 up only when address, mask and network are all given; ulxc-net asks
+/// for all three or none so that a half-written setting is not silently ignored.
+fn parse_ipv6(
+    addr: &Entry,
+    mask: &Entry,
+    network: &Entry,
+    nat: &Entry,
+) -> Result<Option<Ipv6Settings>, SettingsError> {
+    let nat = parse_bool(nat)?;
+    let given: Vec<&Entry> = [addr, mask, network]
+        .into_iter()
+        .filter(|e| !e.value.is_empty())
+        .collect();
+    if given.is_empty() {
+        return Ok(None);
+    }
+    let parse_addr = |e: &Entry, text: &str| -> Result<Ipv6Addr, SettingsError> {
+        text.parse().map_err(|_| {
+            SettingsError::at(
+                &e.source,
+                format!("{}=\"{}\" is not an IPv6 address", e.key, e.value),
+            )
+        })
+    };
+    let bridge_addr = if addr.value.is_empty() {
+        None
+    } else {
+        Some(parse_addr(addr, &addr.value)?)
+    };
+    let prefix = if mask.value.is_empty() {
+        None
+    } else {
+        Some(
+            mask.value
+                .parse::<u8>()
+                .ok()
+                .filter(|p| *p <= 128)
+                .ok_or_else(|| {
+                    SettingsError::at(
+                        &mask.source,
+                        format!(
+                            "LXC_IPV6_MASK=\"{}\" is not a prefix length 0..128",
+                            mask.value
+                        ),
+                    )
+                })?,
+        )
+    };
+    let net = if network.value.is_empty() {
+        None
+    } else {
+        let (text, len) = network.value.split_once('/').ok_or_else(|| {
+            SettingsError::at(
+                &network.source,
+                format!(
+                    "LXC_IPV6_NETWORK=\"{}\" is not a network like fc42:5009:ba4b:5ab0::/64",
+                    network.value
+                ),
+            )
+        })?;
+        let len: u8 = len.parse().ok().filter(|p| *p <= 128).ok_or_else(|| {
+            SettingsError::at(
+                &network.source,
+                format!(
+                    "LXC_IPV6_NETWORK=\"{}\" has a prefix length outside 0..128",
+                    network.value
+                ),
+            )
+        })?;
+        Some((parse_addr(network, text)?, len))
+    };
+    let (Some(bridge_addr), Some(prefix), Some((net, net_len))) = (bridge_addr, prefix, net) else {
+        return Err(SettingsError::at(
+            &given[0].source,
+            "LXC_IPV6_ADDR, LXC_IPV6_MASK and LXC_IPV6_NETWORK go together: set all three \
+             for IPv6 on the bridge, or none",
+        ));
+    };
+    if net_len != prefix {
+        return Err(SettingsError::at(
+            &network.source,
+            format!(
+                "LXC_IPV6_NETWORK {net}/{net_len} does not match LXC_IPV6_MASK {prefix} (from {})",
+                mask.source
+            ),
+        ));
+    }
+    let m = ipv6_mask(prefix);
+    if u128::from(net) & !m != 0 {
+        return Err(SettingsError::at(
+            &network.source,
+            format!(
+                "LXC_IPV6_NETWORK=\"{}\" has host bits set; did you mean {}/{prefix}?",
+                network.value,
+                Ipv6Addr::from(u128::from(net) & m)
+            ),
+        ));
+    }
+    if u128::from(bridge_addr) & m != u128::from(net) {
+        return Err(SettingsError::at(
+            &addr.source,
+            format!(
+                "LXC_IPV6_ADDR {bridge_addr} is outside LXC_IPV6_NETWORK {net}/{prefix} (from {})",
+                network.source
+            ),
+        ));
+    }
+    Ok(Some(Ipv6Settings {
+        addr: bridge_addr,
+        prefix,
+        network: net,
+        nat,
+    }))
+}
+
 /// The validated settings of `ulxc-net`.
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -187,8 +335,9 @@ pub struct Settings {
     pub dhcp_ping: bool,
     /// `LXC_USE_NFT`: nftables (true) or iptables.
     pub use_nft: bool,
-    /// Whether any `LXC_IPV6_*` key asks for IPv6 (ulxc-net does not set IPv6 up).
-    pub ipv6_requested: Option<Source>,
+    /// `LXC_IPV6_*`: IPv6 on the bridge (router advertisements, optional NAT), when
+    /// address, mask and network are all set.
+    pub ipv6: Option<Ipv6Settings>,
     /// Every known key with its value and source, in [`KNOWN_KEYS`] order.
     pub entries: Vec<Entry>,
     /// Warnings met while reading (unknown keys), each with file:line.
@@ -302,31 +451,12 @@ impl Settings {
         let domain = parse_domain(get("LXC_DOMAIN"))?;
         let dhcp_ping = parse_bool(get("LXC_DHCP_PING"))?;
         let use_nft = parse_bool(get("LXC_USE_NFT"))?;
-        let mut ipv6_requested = None;
-        for key in ["LXC_IPV6_ADDR", "LXC_IPV6_NETWORK"] {
-            let e = get(key);
-            if !e.value.is_empty() {
-                let text = e.value.split('/').next().unwrap_or_default();
-                text.parse::<Ipv6Addr>().map_err(|_| {
-                    SettingsError::at(
-                        &e.source,
-                        format!("{key}=\"{}\" is not an IPv6 address", e.value),
-                    )
-                })?;
-                ipv6_requested.get_or_insert(e.source.clone());
-            }
-        }
-        let mask = get("LXC_IPV6_MASK");
-        if !mask.value.is_empty() && !matches!(mask.value.parse::<u8>(), Ok(0..=128)) {
-            return Err(SettingsError::at(
-                &mask.source,
-                format!(
-                    "LXC_IPV6_MASK=\"{}\" is not a prefix length 0..128",
-                    mask.value
-                ),
-            ));
-        }
-        parse_bool(get("LXC_IPV6_NAT"))?;
+        let ipv6 = parse_ipv6(
+            get("LXC_IPV6_ADDR"),
+            get("LXC_IPV6_MASK"),
+            get("LXC_IPV6_NETWORK"),
+            get("LXC_IPV6_NAT"),
+        )?;
 
         Ok(Settings {
             use_bridge,
@@ -341,7 +471,7 @@ impl Settings {
             domain,
             dhcp_ping,
             use_nft,
-            ipv6_requested,
+            ipv6,
             entries,
             warnings,
         })
@@ -786,7 +916,7 @@ mod tests {
         assert_eq!(s.dhcp_max, 253);
         assert!(s.use_nft && s.dhcp_ping);
         assert_eq!(s.source_of("LXC_BRIDGE"), Source::Default);
-        assert!(s.ipv6_requested.is_none());
+        assert!(s.ipv6.is_none());
     }
 
     #[test]
@@ -851,12 +981,35 @@ mod tests {
             ("LXC_DHCP_CONFILE=relative.conf", "absolute path"),
             ("LXC_DOMAIN=bad_domain", "DNS domain"),
             ("LXC_IPV6_ADDR=fc00::zz", "IPv6"),
+            ("LXC_IPV6_MASK=64", "go together"),
         ];
         for (line, expect) in cases {
             let err = parse(&format!("\n{line}\n")).unwrap_err();
             assert_eq!(err.location, "/etc/default/lxc-net:2", "{line}: {err}");
             assert!(err.message.contains(expect), "{line}: {err}");
         }
+    }
+
+    #[test]
+    fn ipv6_is_all_three_keys_and_consistent() {
+        let s = parse(
+            "LXC_IPV6_ADDR=fc42:5009:ba4b:5ab0::1\nLXC_IPV6_MASK=64\n\
+             LXC_IPV6_NETWORK=fc42:5009:ba4b:5ab0::/64\nLXC_IPV6_NAT=true\n",
+        )
+        .unwrap();
+        let v6 = s.ipv6.unwrap();
+        assert_eq!(v6.addr_cidr(), "fc42:5009:ba4b:5ab0::1/64");
+        assert_eq!(v6.network_cidr(), "fc42:5009:ba4b:5ab0::/64");
+        assert!(v6.nat);
+        let err = parse(
+            "LXC_IPV6_ADDR=fc42:1::1\nLXC_IPV6_MASK=64\nLXC_IPV6_NETWORK=fc42:5009:ba4b:5ab0::/64\n",
+        )
+        .unwrap_err();
+        assert_eq!(err.location, "/etc/default/lxc-net:1");
+        assert!(err.message.contains("outside"), "{err}");
+        let err = parse("LXC_IPV6_ADDR=fc42::1\nLXC_IPV6_MASK=64\nLXC_IPV6_NETWORK=fc42::1/64\n")
+            .unwrap_err();
+        assert_eq!(err.location, "/etc/default/lxc-net:3");
     }
 
     #[test]

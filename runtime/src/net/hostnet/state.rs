@@ -17,8 +17,15 @@ pub struct State {
     pub bridge: String,
     /// Whether `ulxc-net` created the bridge (then `stop` deletes it).
     pub created_bridge: bool,
+    /// The IPv4 and IPv6 addresses `start` put on the bridge (a later start with
+    /// other addresses removes these first).
+    #[serde(default)]
+    pub bridge_addresses: Vec<String>,
     /// The address `ulxc-net` added to a bridge it did not create (`stop` removes it).
     pub added_address: Option<String>,
+    /// The IPv6 address `ulxc-net` added to a bridge it did not create.
+    #[serde(default)]
+    pub added_ipv6_address: Option<String>,
     /// Which backend holds the rules.
     pub backend: Backend,
     /// The dnsmasq pid at the time of `start`.

@@ -75,7 +75,12 @@ impl Status {
         let mut out = String::new();
         let _ = writeln!(out, "ulxc-net: {}", if self.up { "up" } else { "down" });
         if !self.enabled {
-            let _ = writeln!(out, "  (disabled: USE_LXC_BRIDGE is false)");
+            let source = self
+                .settings
+                .iter()
+                .find(|s| s.key == "USE_LXC_BRIDGE")
+                .map_or("default", |s| s.source.as_str());
+            let _ = writeln!(out, "  (disabled: USE_LXC_BRIDGE=\"false\" at {source})");
         }
         let b = &self.bridge;
         match &b.state {

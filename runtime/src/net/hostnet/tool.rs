@@ -8,7 +8,7 @@ use std::process::{Command, Stdio};
 #[derive(Debug, thiserror::Error)]
 pub enum ToolError {
     /// The program could not be started (usually: not installed).
-    #[error("cannot run `{command}`: {source} (is it installed and in PATH?)")]
+    #[error("cannot run `{command}` (is it installed and in PATH?)")]
     Spawn {
         /// The command line.
         command: String,
