@@ -13,6 +13,7 @@
 //! `ca_file = FILE`); the defaults (`images.linuxcontainers.org` over HTTPS,
 //! `$XDG_CONFIG_HOME/ulxc/trusted.asc`).
 
+pub mod cache;
 pub mod fetch;
 pub mod index;
 pub mod meta;
@@ -464,10 +465,11 @@ pub fn prepare(req: &Request) -> Result<Image, DownloadError> {
         .join(release)
         .join(arch)
         .join(variant);
-    if req.flush_cache && variant_dir.exists() {
+    // One create at a time per image: a second one waits, then finds the cache ready.
+    let _lock = lock_image_dir(&variant_dir)?;
+    if req.flush_cache {
         eprintln!("Flushing the cache...");
-        std::fs::remove_dir_all(&variant_dir)
-            .map_err(io(format!("cannot remove {}", variant_dir.display())))?;
+        flush(&variant_dir)?;
     }
     let client = Client::new(&settings.server, settings.ca_file.as_deref())?;
     eprintln!("Downloading the image index");
@@ -523,6 +525,56 @@ pub fn prepare(req: &Request) -> Result<Image, DownloadError> {
     Ok(image)
 }
 
+/// The name of the lock file in an image's cache directory.
+pub const LOCK_FILE: &str = ".lock";
+
+/// Creates `variant_dir` and takes the exclusive `flock` on its [`LOCK_FILE`], waiting
+/// (with a line on stderr) while another process holds it. Released when dropped.
+fn lock_image_dir(variant_dir: &Path) -> Result<nix::fcntl::Flock<std::fs::File>, DownloadError> {
+    use nix::fcntl::{Flock, FlockArg};
+    std::fs::create_dir_all(variant_dir)
+        .map_err(io(format!("cannot create {}", variant_dir.display())))?;
+    let path = variant_dir.join(LOCK_FILE);
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(io(format!("cannot open the lock file {}", path.display())))?;
+    let lock_err = |errno: nix::errno::Errno| DownloadError::Io {
+        what: format!("cannot lock {}", path.display()),
+        source: errno.into(),
+    };
+    match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
+        Ok(lock) => Ok(lock),
+        Err((file, nix::errno::Errno::EWOULDBLOCK)) => {
+            eprintln!("Waiting for another create of the same image to fill the cache");
+            Flock::lock(file, FlockArg::LockExclusive).map_err(|(_, errno)| lock_err(errno))
+        }
+        Err((_, errno)) => Err(lock_err(errno)),
+    }
+}
+
+/// Empties an image's cache directory (`--flush-cache`), keeping its lock file.
+fn flush(variant_dir: &Path) -> Result<(), DownloadError> {
+    let read = std::fs::read_dir(variant_dir)
+        .map_err(io(format!("cannot read {}", variant_dir.display())))?;
+    for item in read {
+        let item = item.map_err(io(format!("cannot read {}", variant_dir.display())))?;
+        if item.file_name() == LOCK_FILE {
+            continue;
+        }
+        let path = item.path();
+        let removed = if item.file_type().is_ok_and(|t| t.is_dir()) {
+            std::fs::remove_dir_all(&path)
+        } else {
+            std::fs::remove_file(&path)
+        };
+        removed.map_err(io(format!("cannot remove {}", path.display())))?;
+    }
+    Ok(())
+}
+
 /// A complete, verified cache entry for `entry`, or `None`. An entry that fails its
 /// check is removed (with a warning) so that it is downloaded again.
 fn cached(
@@ -544,10 +596,15 @@ fn cached(
     else {
         return Ok(None);
     };
+    // The fast copy, checked against its recorded SHA-256, stands in for the signed
+    // tarball it was made from (see `cache`); without it the signature is checked again.
+    let fast = cache::fast_copy(dir);
     let check = || -> Result<Meta, DownloadError> {
         let meta_path = dir.join("meta.tar.xz");
         if let Some(k) = keyring {
-            k.verify_file(&rootfs, &asc(&rootfs))?;
+            if fast.is_none() {
+                k.verify_file(&rootfs, &asc(&rootfs))?;
+            }
             k.verify_file(&meta_path, &asc(&meta_path))?;
         }
         Meta::read(&meta_path)
@@ -566,10 +623,11 @@ fn cached(
                     return Ok(None);
                 }
             }
+            keep_excludes(dir, &meta)?;
             Ok(Some(Image {
                 entry: entry.clone(),
                 dir: dir.to_path_buf(),
-                rootfs,
+                rootfs: fast.unwrap_or(rootfs),
                 notes: meta.ignored_notes(),
                 meta,
                 from_cache: true,
@@ -620,6 +678,14 @@ fn newest_cached(
         }
     }
     Ok(None)
+}
+
+/// Records the image's exclude list in the cache entry, where the unpack finds it.
+fn keep_excludes(dir: &Path, meta: &Meta) -> Result<(), DownloadError> {
+    cache::write_excludes(dir, &meta.excludes()).map_err(io(format!(
+        "cannot write {}",
+        dir.join(cache::EXCLUDES_NAME).display()
+    )))
 }
 
 fn asc(p: &Path) -> PathBuf {
@@ -710,6 +776,7 @@ fn download(
         }
     }
     let rootfs = final_dir.join(rootfs.file_name().unwrap_or_default());
+    keep_excludes(&final_dir, &meta)?;
     Ok(Image {
         entry: entry.clone(),
         dir: final_dir,

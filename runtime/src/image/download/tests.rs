@@ -200,7 +200,8 @@ fn meta_picks_lxcs_relevant_file() {
             .unwrap(),
         "hello web\n"
     );
-    assert_eq!(m.ignored_notes().len(), 1);
+    assert!(m.ignored_notes().is_empty());
+    assert_eq!(m.excludes(), vec!["dev/*".to_string()]);
     let p = meta_tarball(dir.path(), &[("create-message", "x")]);
     let err = Meta::read(&p).unwrap_err();
     assert!(err.to_string().contains("no `config`"), "{err}");
