@@ -324,6 +324,40 @@ fn publish(s: &Server) {
         &format!("/shared/{IMAGE}/b1/rootfs.tar.xz"),
         Reply::Slow(rootfs.clone()),
     );
+    let sums = |rootfs_data: &[u8]| {
+        let hex = |d: &[u8]| -> String {
+            HashAlgorithm::Sha256
+                .digest(d)
+                .unwrap()
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect()
+        };
+        format!(
+            "{}  rootfs.tar.xz\n{}  meta.tar.xz\n",
+            hex(rootfs_data),
+            hex(&meta)
+        )
+        .into_bytes()
+    };
+    let with_sums = |sums_text: Vec<u8>| {
+        let mut f = good.clone();
+        f.push((format!("{IMAGE}/b1/SHA256SUMS"), sums_text));
+        f
+    };
+    site(
+        "sums",
+        index_line("test", "b11", &format!("{IMAGE}/b1")),
+        with_sums(sums(&rootfs)),
+        Some(&s.key),
+    );
+    // Signed, but the rootfs's line is wrong (the rootfs is signed and intact).
+    site(
+        "badsums",
+        index_line("test", "b12", &format!("{IMAGE}/b1")),
+        with_sums(sums(b"another rootfs")),
+        Some(&s.key),
+    );
     site(
         "excl",
         index_line("test", "b10", &format!("{IMAGE}/excl")),
@@ -964,4 +998,23 @@ fn excludes_user_is_applied_and_the_fast_copy_is_used_and_checked() {
         "the copy was made again"
     );
     assert!(entry.join("rootfs.cache.tar.zst.sha256").is_file());
+}
+
+#[test]
+fn signed_sha256sums_are_checked_when_offered() {
+    let s = setup("dl-sums");
+    let srv = server();
+    ok(&s.create("s1", "sums", &[]));
+    assert_eq!(srv.count(&format!("/sums/{IMAGE}/b1/SHA256SUMS")), 1);
+    assert_eq!(srv.count(&format!("/sums/{IMAGE}/b1/SHA256SUMS.asc")), 1);
+    assert!(s.lxc.path.join("s1/rootfs/bin/busybox").is_file());
+
+    let err = fails(&s.create("s2", "badsums", &[]));
+    assert!(
+        err.contains("rootfs.tar.xz does not match the image's SHA256SUMS (SHA-256 "),
+        "{err}"
+    );
+    assert!(!s.exists("s2"));
+    let variant = s.cache.join("lxc/download/busybox/test/amd64/default");
+    assert!(!variant.join("b12").exists() && !variant.join(".partial-b12").exists());
 }

@@ -128,6 +128,14 @@ pub enum DownloadError {
         /// The signed file's URL.
         url: String,
     },
+    /// A file does not match the SHA-256 the image's signed `SHA256SUMS` lists for it.
+    #[error("{file} does not match the image's SHA256SUMS ({why}); nothing was created, the download is discarded")]
+    Checksum {
+        /// The file.
+        file: PathBuf,
+        /// What differs.
+        why: String,
+    },
     /// `meta.tar.xz` is unusable.
     #[error("image metadata {path}: {why}")]
     Meta {
@@ -680,6 +688,73 @@ fn newest_cached(
     Ok(None)
 }
 
+/// The optional list of SHA-256 sums in an image directory.
+pub const SUMS_NAME: &str = "SHA256SUMS";
+
+/// If the image directory offers `SHA256SUMS`, fetches it (and, with a keyring, checks its
+/// `.asc`) and checks each of `files` against it: each must be listed, with its sum.
+/// Without the file nothing is checked (it is optional, as in LXC's images).
+fn check_sums(
+    client: &Client,
+    server: &ServerUrl,
+    entry: &IndexEntry,
+    partial: &Path,
+    keyring: Option<&Keyring>,
+    files: &[&Path],
+) -> Result<(), DownloadError> {
+    let url = server.join(&format!("{}/{SUMS_NAME}", entry.path));
+    let sums_path = partial.join(SUMS_NAME);
+    let _ = std::fs::remove_file(&sums_path);
+    if !client.download(&url, &sums_path, SUMS_NAME)? {
+        tracing::debug!(url, "no SHA256SUMS offered");
+        return Ok(());
+    }
+    if let Some(k) = keyring {
+        let sig = asc(&sums_path);
+        let _ = std::fs::remove_file(&sig);
+        if !client.download(&format!("{url}.asc"), &sig, &format!("{SUMS_NAME}.asc"))? {
+            return Err(DownloadError::Unsigned { url });
+        }
+        k.verify_file(&sums_path, &sig)?;
+    }
+    let text = std::fs::read_to_string(&sums_path)
+        .map_err(io(format!("cannot read {}", sums_path.display())))?;
+    let listed = parse_sums(&text);
+    for file in files {
+        let name = file
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let bad = |why: String| DownloadError::Checksum {
+            file: file.to_path_buf(),
+            why,
+        };
+        let Some(expected) = listed.get(&name) else {
+            return Err(bad(format!("{SUMS_NAME} does not list {name}")));
+        };
+        let actual = std::fs::File::open(file)
+            .and_then(cache::sha256_hex)
+            .map_err(io(format!("cannot read {}", file.display())))?;
+        if &actual != expected {
+            return Err(bad(format!("SHA-256 {actual}, listed {expected}")));
+        }
+    }
+    Ok(())
+}
+
+/// `HEX  NAME` or `HEX *NAME` lines (sha256sum's format): name to lowercase hex sum.
+pub fn parse_sums(text: &str) -> std::collections::HashMap<String, String> {
+    text.lines()
+        .filter_map(|line| {
+            let (sum, name) = line.trim().split_once(char::is_whitespace)?;
+            let name = name.trim_start().trim_start_matches('*');
+            let name = name.rsplit('/').next().unwrap_or(name);
+            (sum.len() == 64 && sum.bytes().all(|b| b.is_ascii_hexdigit()))
+                .then(|| (name.to_string(), sum.to_ascii_lowercase()))
+        })
+        .collect()
+}
+
 /// Records the image's exclude list in the cache entry, where the unpack finds it.
 fn keep_excludes(dir: &Path, meta: &Meta) -> Result<(), DownloadError> {
     cache::write_excludes(dir, &meta.excludes()).map_err(io(format!(
@@ -748,6 +823,18 @@ fn download(
                     return Err(e);
                 }
             }
+        }
+        if let Err(e) = check_sums(
+            client,
+            server,
+            entry,
+            &partial,
+            keyring,
+            &[&rootfs, &meta_path],
+        ) {
+            // A bad file must not be resumed from next time.
+            let _ = std::fs::remove_dir_all(&partial);
+            return Err(e);
         }
         let meta = Meta::read(&meta_path).inspect_err(|_| {
             let _ = std::fs::remove_dir_all(&partial);
