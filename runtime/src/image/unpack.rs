@@ -640,14 +640,18 @@ impl Unpacker<'_> {
         name: &str,
     ) -> Result<(), ImageError> {
         let full = self.dest.join(rel);
-        match fs::symlink_metadata(&full) {
-            Ok(meta) if meta.is_dir() => {}
-            Ok(_) => {
-                fs::remove_file(&full).map_err(|e| self.write_err(name, &full, e))?;
-                fs::create_dir(&full).map_err(|e| self.write_err(name, &full, e))?;
-            }
-            Err(err) if err.kind() == io::ErrorKind::NotFound => {
-                fs::create_dir(&full).map_err(|e| self.write_err(name, &full, e))?;
+        // mkdir never follows a link; only when something is in the way is it examined.
+        match fs::create_dir(&full) {
+            Ok(()) => {}
+            Err(err) if err.kind() == io::ErrorKind::AlreadyExists => {
+                match fs::symlink_metadata(&full) {
+                    Ok(meta) if meta.is_dir() => {}
+                    Ok(_) => {
+                        fs::remove_file(&full).map_err(|e| self.write_err(name, &full, e))?;
+                        fs::create_dir(&full).map_err(|e| self.write_err(name, &full, e))?;
+                    }
+                    Err(err) => return Err(self.write_err(name, &full, err)),
+                }
             }
             Err(err) => return Err(self.write_err(name, &full, err)),
         }

@@ -29,8 +29,9 @@ use pgp::crypto::hash::HashAlgorithm;
 pub const FAST_NAME: &str = "rootfs.cache.tar.zst";
 /// The file holding the fast copy's SHA-256 (`HEX  rootfs.cache.tar.zst`).
 pub const FAST_SUM: &str = "rootfs.cache.tar.zst.sha256";
-/// The zstd level of the copy (zstd's default: as fast to write as level 1, smaller).
-const FAST_LEVEL: i32 = 3;
+/// The zstd level of the copy: level 1 costs ~30% less CPU than 3 (the copy is written
+/// during the first, CPU-bound, create) for a ~20% larger file, and decodes as fast.
+const FAST_LEVEL: i32 = 1;
 /// The file marking a complete cache entry (also in [`super`]).
 const BUILD_ID: &str = "build_id";
 
