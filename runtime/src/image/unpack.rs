@@ -8,6 +8,11 @@
 //! directory modes applied at the end (a 0555 directory must not block its own contents),
 //! and `trusted.*`/`security.*` xattrs skipped where the namespace may not set them.
 //!
+//! A compressed tarball is decoded on its own thread, ahead of the unpack, and read to its
+//! very end (so the format's own check is verified). A download cache entry's tarball
+//! (see [`super::download::cache`]) also gets its exclude list applied and, the first
+//! time, a fast zstd copy written from the decoded stream.
+//!
 //! Invariant: every path written is `dest` joined with a normalized relative path whose
 //! parent components were checked with `lstat` to be real directories (or created here);
 //! nothing else writes into `dest` while unpacking (the container is not running yet).

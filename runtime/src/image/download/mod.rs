@@ -4,8 +4,12 @@
 //! Everything here runs in the caller's own context, before a container directory
 //! exists: [`prepare`] reads the index, downloads the rootfs and `meta.tar.xz` with their
 //! `.asc` signatures into a partial cache entry, verifies both against the user's
-//! keyring and only then renames the entry into place (`build_id` inside it marks it
-//! complete). The container code then unpacks the verified tarball like `-t local`.
+//! keyring (and, when the image directory offers one, against its signed `SHA256SUMS`)
+//! and only then renames the entry into place (`build_id` inside it marks it complete).
+//! One process at a time works on an image's cache directory (`flock` on its `.lock`), so
+//! concurrent creates of one image share one download. The container code then unpacks
+//! the verified tarball like `-t local`; the first unpack also leaves a fast zstd copy
+//! and the image's exclude list is applied (see [`cache`]).
 //!
 //! Settings, first found wins: the template's flags; the environment
 //! (`ULXC_DOWNLOAD_SERVER`, `ULXC_DOWNLOAD_KEYRING`, `ULXC_DOWNLOAD_CA_FILE`);
