@@ -358,6 +358,17 @@ fn publish(s: &Server) {
         with_sums(sums(b"another rootfs")),
         Some(&s.key),
     );
+    // SHA256SUMS offered without its signature.
+    site(
+        "nosumsig",
+        index_line("test", "b13", &format!("{IMAGE}/b1")),
+        refs(&good),
+        Some(&s.key),
+    );
+    s.put(
+        &format!("/nosumsig/{IMAGE}/b1/SHA256SUMS"),
+        Reply::Body(sums(&rootfs)),
+    );
     site(
         "excl",
         index_line("test", "b10", &format!("{IMAGE}/excl")),
@@ -1017,4 +1028,11 @@ fn signed_sha256sums_are_checked_when_offered() {
     assert!(!s.exists("s2"));
     let variant = s.cache.join("lxc/download/busybox/test/amd64/default");
     assert!(!variant.join("b12").exists() && !variant.join(".partial-b12").exists());
+
+    let err = fails(&s.create("s3", "nosumsig", &[]));
+    assert!(
+        err.contains("SHA256SUMS has no signature (") && err.contains("refusing an unsigned"),
+        "{err}"
+    );
+    assert!(!s.exists("s3"));
 }

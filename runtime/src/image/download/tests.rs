@@ -329,3 +329,16 @@ fn templates_are_filled_without_following_links() {
     .unwrap_err();
     assert!(err.contains("leaves the rootfs"), "{err}");
 }
+
+#[test]
+fn sha256sums_lines_parse_like_sha256sum_writes_them() {
+    let a = "a".repeat(64);
+    let b = "B".repeat(64);
+    let sums = parse_sums(&format!(
+        "{a}  rootfs.tar.xz\n{b} *./meta.tar.xz\nnot a line\n{}  short\n",
+        "c".repeat(10)
+    ));
+    assert_eq!(sums.len(), 2, "{sums:?}");
+    assert_eq!(sums["rootfs.tar.xz"], a);
+    assert_eq!(sums["meta.tar.xz"], "b".repeat(64));
+}
