@@ -26,6 +26,8 @@ enum Reply {
     Status(u16),
     /// Announces the full length, sends half, closes.
     Truncated(Vec<u8>),
+    /// The body after a pause of 2 s (so that two clients overlap).
+    Slow(Vec<u8>),
 }
 
 /// The test's image server: files by path, and every request path it saw.
@@ -123,6 +125,15 @@ fn handle<S: Read + Write>(server: &Server, mut stream: S) -> std::io::Result<()
                 b.len() - from
             )?;
             out.write_all(&b[from..])?;
+        }
+        Some(Reply::Slow(b)) => {
+            std::thread::sleep(std::time::Duration::from_secs(2));
+            write!(
+                out,
+                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                b.len()
+            )?;
+            out.write_all(&b)?;
         }
         Some(Reply::Body(b)) => {
             write!(
@@ -304,6 +315,77 @@ fn publish(s: &Server) {
     );
     s.put("/error500/meta/1.0/index-system", Reply::Status(500));
     site(
+        "shared",
+        index_line("test", "b9", &format!("{IMAGE}/b1")),
+        refs(&good),
+        Some(&s.key),
+    );
+    s.put(
+        &format!("/shared/{IMAGE}/b1/rootfs.tar.xz"),
+        Reply::Slow(rootfs.clone()),
+    );
+    let sums = |rootfs_data: &[u8]| {
+        let hex = |d: &[u8]| -> String {
+            HashAlgorithm::Sha256
+                .digest(d)
+                .unwrap()
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect()
+        };
+        format!(
+            "{}  rootfs.tar.xz\n{}  meta.tar.xz\n",
+            hex(rootfs_data),
+            hex(&meta)
+        )
+        .into_bytes()
+    };
+    let with_sums = |sums_text: Vec<u8>| {
+        let mut f = good.clone();
+        f.push((format!("{IMAGE}/b1/SHA256SUMS"), sums_text));
+        f
+    };
+    site(
+        "sums",
+        index_line("test", "b11", &format!("{IMAGE}/b1")),
+        with_sums(sums(&rootfs)),
+        Some(&s.key),
+    );
+    // Signed, but the rootfs's line is wrong (the rootfs is signed and intact).
+    site(
+        "badsums",
+        index_line("test", "b12", &format!("{IMAGE}/b1")),
+        with_sums(sums(b"another rootfs")),
+        Some(&s.key),
+    );
+    // SHA256SUMS offered without its signature.
+    site(
+        "nosumsig",
+        index_line("test", "b13", &format!("{IMAGE}/b1")),
+        refs(&good),
+        Some(&s.key),
+    );
+    s.put(
+        &format!("/nosumsig/{IMAGE}/b1/SHA256SUMS"),
+        Reply::Body(sums(&rootfs)),
+    );
+    site(
+        "excl",
+        index_line("test", "b10", &format!("{IMAGE}/excl")),
+        vec![
+            (format!("{IMAGE}/excl/rootfs.tar.xz"), rootfs.clone()),
+            (
+                format!("{IMAGE}/excl/meta.tar.xz"),
+                meta_tarball_with(&[
+                    // LXC uses `excludes-user` for an unprivileged user, not `excludes`.
+                    ("excludes", "./bin\n"),
+                    ("excludes-user", "./home/user\n./etc/pass*\n"),
+                ]),
+            ),
+        ],
+        Some(&s.key),
+    );
+    site(
         "evil",
         index_line("test", "b6", &format!("{IMAGE}/evil")),
         vec![
@@ -428,8 +510,13 @@ fn header() -> tar::Header {
 }
 
 fn meta_tarball() -> Vec<u8> {
+    meta_tarball_with(&[])
+}
+
+/// The test image's `meta.tar.xz` with `extra` files.
+fn meta_tarball_with(extra: &[(&str, &str)]) -> Vec<u8> {
     let mut b = tar::Builder::new(Vec::new());
-    for (name, text) in [
+    let base = [
         ("config", "lxc.arch = x86_64\n"),
         (
             "config-user",
@@ -440,7 +527,8 @@ fn meta_tarball() -> Vec<u8> {
         ),
         ("create-message", "You just created a busybox test amd64 container (LXC_NAME).\nNo root password is set.\n"),
         ("templates", "/etc/hostname\n"),
-    ] {
+    ];
+    for (name, text) in base.iter().chain(extra) {
         let mut h = header();
         h.set_mode(0o644);
         h.set_size(text.len() as u64);
@@ -822,4 +910,129 @@ fn truncated_download_resumes() {
     assert!(variant.join("b8/build_id").is_file());
     assert!(!variant.join(".partial-b8").exists());
     assert!(s.lxc.path.join("r1/rootfs/bin/busybox").is_file());
+}
+
+#[test]
+fn concurrent_creates_of_one_image_share_one_download() {
+    let s = setup("dl-concurrent");
+    let srv = server();
+    let rootfs = format!("/shared/{IMAGE}/b1/rootfs.tar.xz");
+    let before = srv.count(&rootfs);
+    // The server holds the rootfs back 2 s, so the second create comes while the first
+    // is downloading.
+    let (a, b) = std::thread::scope(|scope| {
+        let first = scope.spawn(|| s.create("p1", "shared", &[]));
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        let second = scope.spawn(|| s.create("p2", "shared", &[]));
+        (first.join().unwrap(), second.join().unwrap())
+    });
+    ok(&a);
+    ok(&b);
+    assert_eq!(
+        srv.count(&rootfs),
+        before + 1,
+        "the rootfs was fetched once"
+    );
+    let both = format!("{}\n{}", stderr(&a), stderr(&b));
+    assert!(
+        both.contains("Waiting for another create of the same image"),
+        "{both}"
+    );
+    assert!(both.contains("Using image from local cache"), "{both}");
+    for name in ["p1", "p2"] {
+        assert!(s.lxc.path.join(name).join("rootfs/bin/busybox").is_file());
+    }
+    let variant = s.cache.join("lxc/download/busybox/test/amd64/default");
+    let names: Vec<String> = std::fs::read_dir(&variant)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(
+        !names.iter().any(|n| n.starts_with(".partial")),
+        "{names:?}"
+    );
+}
+
+#[test]
+fn excludes_user_is_applied_and_the_fast_copy_is_used_and_checked() {
+    let s = setup("dl-excludes");
+    let e = env();
+    ok(&s.create("x1", "excl", &[]));
+    let rootfs = s.lxc.path.join("x1/rootfs");
+    assert!(
+        rootfs.join("bin/busybox").is_file(),
+        "`excludes` is not the user's list"
+    );
+    assert!(rootfs.join("home").is_dir());
+    assert!(
+        !rootfs.join("home/user").exists(),
+        "excludes-user left out ./home/user"
+    );
+    assert!(
+        !rootfs.join("etc/passwd").exists(),
+        "excludes-user left out ./etc/pass*"
+    );
+    assert!(rootfs.join("etc/hostname").is_file());
+
+    // The first unpack left a zstd copy of the verified tarball, with its SHA-256.
+    let entry = s.cache.join("lxc/download/busybox/test/amd64/default/b10");
+    let copy = entry.join("rootfs.cache.tar.zst");
+    let sum = std::fs::read_to_string(entry.join("rootfs.cache.tar.zst.sha256")).unwrap();
+    assert!(sum.ends_with("  rootfs.cache.tar.zst\n"), "{sum}");
+    assert_eq!(owner(&copy).0, e.uid);
+    let zst_magic = [0x28, 0xb5, 0x2f, 0xfd];
+    assert_eq!(std::fs::read(&copy).unwrap()[..4], zst_magic);
+
+    // A cached create unpacks the copy (the same rootfs, the same excludes).
+    ok(&s.create("x2", "excl", &[]));
+    let rootfs2 = s.lxc.path.join("x2/rootfs");
+    assert!(rootfs2.join("bin/busybox").is_file());
+    assert!(!rootfs2.join("home/user").exists());
+
+    // A corrupted copy is noticed, the signed tarball is used, and the copy made again.
+    let mut bytes = std::fs::read(&copy).unwrap();
+    let n = bytes.len() / 2;
+    bytes[n] ^= 0xff;
+    std::fs::write(&copy, &bytes).unwrap();
+    let out = s.create("x3", "excl", &[]);
+    ok(&out);
+    assert!(
+        stderr(&out).contains("fails its SHA-256 check"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(s.lxc.path.join("x3/rootfs/bin/busybox").is_file());
+    assert_ne!(
+        std::fs::read(&copy).unwrap(),
+        bytes,
+        "the copy was made again"
+    );
+    assert!(entry.join("rootfs.cache.tar.zst.sha256").is_file());
+}
+
+#[test]
+fn signed_sha256sums_are_checked_when_offered() {
+    let s = setup("dl-sums");
+    let srv = server();
+    ok(&s.create("s1", "sums", &[]));
+    assert_eq!(srv.count(&format!("/sums/{IMAGE}/b1/SHA256SUMS")), 1);
+    assert_eq!(srv.count(&format!("/sums/{IMAGE}/b1/SHA256SUMS.asc")), 1);
+    assert!(s.lxc.path.join("s1/rootfs/bin/busybox").is_file());
+
+    let err = fails(&s.create("s2", "badsums", &[]));
+    assert!(
+        err.contains("rootfs.tar.xz does not match the image's SHA256SUMS (SHA-256 "),
+        "{err}"
+    );
+    assert!(!s.exists("s2"));
+    let variant = s.cache.join("lxc/download/busybox/test/amd64/default");
+    assert!(!variant.join("b12").exists() && !variant.join(".partial-b12").exists());
+
+    let err = fails(&s.create("s3", "nosumsig", &[]));
+    assert!(
+        err.contains("SHA256SUMS has no signature (") && err.contains("refusing an unsigned"),
+        "{err}"
+    );
+    assert!(!s.exists("s3"));
 }

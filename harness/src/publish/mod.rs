@@ -7,7 +7,8 @@
 //!
 //! Layout written under the output directory `DIR`:
 //! `meta/1.0/index-system` (+ `.asc`) and
-//! `images/DIST/RELEASE/ARCH/VARIANT/BUILD/{rootfs.tar.xz,meta.tar.xz}` (+ `.asc` each).
+//! `images/DIST/RELEASE/ARCH/VARIANT/BUILD/{rootfs.tar.xz,meta.tar.xz,SHA256SUMS}` (+ `.asc`
+//! each; `SHA256SUMS` lists the other two, as `sha256sum` writes them).
 
 mod container;
 mod index;
@@ -189,9 +190,32 @@ pub fn write_meta(spec: &ImageSpec, dir: &Path) -> Result<PathBuf, PublishError>
     Ok(path)
 }
 
+/// Writes `SHA256SUMS` (sha256sum's `HEX  NAME` lines) for `files` into `dir`.
+pub fn write_sums(dir: &Path, files: &[&Path]) -> Result<PathBuf, PublishError> {
+    use sha2::{Digest, Sha256};
+    let mut text = String::new();
+    for file in files {
+        let mut hasher = Sha256::new();
+        let mut f = std::fs::File::open(file).map_err(|e| io("read", file, e))?;
+        std::io::copy(&mut f, &mut hasher).map_err(|e| io("read", file, e))?;
+        let name = file.file_name().unwrap_or_default().to_string_lossy();
+        let sum: String = hasher
+            .finalize()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        text.push_str(&format!("{sum}  {name}\n"));
+    }
+    let path = dir.join("SHA256SUMS");
+    let tmp = dir.join(".SHA256SUMS.tmp");
+    std::fs::write(&tmp, text).map_err(|e| io("write", &tmp, e))?;
+    std::fs::rename(&tmp, &path).map_err(|e| io("rename to", &path, e))?;
+    Ok(path)
+}
+
 /// Publishes a root filesystem tarball as image `spec` under `out`: copies it to the
 /// image directory (keeping its `.tar.xz`/`.tar.zst`/`.tar.gz` suffix), writes
-/// `meta.tar.xz`, signs both and the index with `key`, and replaces the index line of
+/// `meta.tar.xz` and `SHA256SUMS` (of both), signs the three and the index with `key`, and replaces the index line of
 /// the same dist/release/arch/variant (other lines are kept). Returns the image directory.
 /// Safe to run from several processes at once (a file lock in `out`).
 pub fn publish(
@@ -224,6 +248,8 @@ pub fn publish(
     sign_file(key, &rootfs)?;
     let meta = write_meta(spec, &dir)?;
     sign_file(key, &meta)?;
+    let sums = write_sums(&dir, &[&rootfs, &meta])?;
+    sign_file(key, &sums)?;
 
     let index_path = out.join(INDEX_PATH);
     if let Some(parent) = index_path.parent() {

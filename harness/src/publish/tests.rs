@@ -120,9 +120,26 @@ fn publish_writes_lxc_layout_signed_and_updates_the_index() {
     std::fs::write(&tarball, b"not really a tarball").unwrap();
     let img = publish(&out, &spec("b1"), &tarball, &key).unwrap();
     assert_eq!(img, out.join("images/debian/bookworm/amd64/default/b1"));
-    for f in ["rootfs.tar.gz", "meta.tar.xz"] {
+    for f in ["rootfs.tar.gz", "meta.tar.xz", "SHA256SUMS"] {
         verify_file(&public, &img.join(f)).unwrap();
     }
+    let sums = std::fs::read_to_string(img.join("SHA256SUMS")).unwrap();
+    let sha = |data: &[u8]| -> String {
+        use sha2::{Digest, Sha256};
+        Sha256::digest(data)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    };
+    let meta_bytes = std::fs::read(img.join("meta.tar.xz")).unwrap();
+    assert_eq!(
+        sums,
+        format!(
+            "{}  rootfs.tar.gz\n{}  meta.tar.xz\n",
+            sha(b"not really a tarball"),
+            sha(&meta_bytes)
+        )
+    );
     verify_file(&public, &out.join(INDEX_PATH)).unwrap();
     verify_file(&public, &out.join(super::USER_INDEX_PATH)).unwrap();
     publish(&out, &spec("b2"), &tarball, &key).unwrap();

@@ -682,3 +682,127 @@ fn remove_tree_handles_read_only_directories() {
     remove_tree(&root).unwrap();
     assert!(!root.exists());
 }
+
+/// Makes `s`'s directory look like a download cache entry (`build_id` beside the tarball).
+fn as_cache_entry(s: &Setup) -> PathBuf {
+    let dir = s.tarball.parent().unwrap().to_path_buf();
+    fs::write(dir.join("build_id"), "b1\n").unwrap();
+    dir
+}
+
+#[test]
+fn a_cache_entrys_xz_tarball_gets_a_checked_fast_copy() {
+    use super::download::cache::{fast_copy, FastCopy, FAST_NAME, FAST_SUM};
+    let plain = rootfs_archive();
+    let s = setup("rootfs.tar.xz", &compress(&plain, Compression::Xz));
+    // Not a cache entry: no copy.
+    check_unpacked(&s.rootfs, &unpack(&s).unwrap());
+    let dir = s.tarball.parent().unwrap().to_path_buf();
+    assert!(!dir.join(FAST_NAME).exists());
+
+    as_cache_entry(&s);
+    remove_tree(&s.rootfs).unwrap();
+    fs::create_dir(&s.rootfs).unwrap();
+    check_unpacked(&s.rootfs, &unpack(&s).unwrap());
+    let copy = fast_copy(&dir).expect("a fast copy that matches its sum");
+    assert_eq!(copy, dir.join(FAST_NAME));
+    assert_eq!(Compression::detect(&copy).unwrap(), Compression::Zstd);
+    let decoded = zstd::decode_all(fs::File::open(&copy).unwrap()).unwrap();
+    assert_eq!(decoded, plain, "the copy holds the same tar stream");
+    let leftovers: Vec<_> = fs::read_dir(&dir)
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().ends_with(".partial"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+    // Made once: an entry with a copy plans none.
+    assert!(FastCopy::plan(&s.tarball).is_none());
+    // Unpacking the copy itself works and makes no copy of it.
+    let r2 = dir.join("rootfs2");
+    fs::create_dir(&r2).unwrap();
+    let summary = unpack_tarball(
+        &copy,
+        &r2,
+        &UnpackOptions {
+            preserve_owners: true,
+        },
+    )
+    .unwrap();
+    check_unpacked(&r2, &summary);
+
+    // A corrupted copy fails its check and is removed, so that it is made again.
+    let mut bytes = fs::read(&copy).unwrap();
+    let n = bytes.len() / 2;
+    bytes[n] ^= 0xff;
+    fs::write(&copy, bytes).unwrap();
+    assert_eq!(fast_copy(&dir), None);
+    assert!(!copy.exists() && !dir.join(FAST_SUM).exists());
+    assert!(FastCopy::plan(&s.tarball).is_some());
+}
+
+#[test]
+fn a_failed_unpack_keeps_no_fast_copy() {
+    use super::download::cache::{FAST_NAME, FAST_SUM};
+    let mut a = Archive::new();
+    a.dir("./", 0o755)
+        .file("./ok", 0o644, b"fine")
+        .file("../escape", 0o644, b"evil");
+    let s = setup("rootfs.tar.xz", &compress(&a.bytes(), Compression::Xz));
+    let dir = as_cache_entry(&s);
+    assert!(matches!(unpack(&s), Err(ImageError::UnsafeEntry { .. })));
+    assert!(!dir.join(FAST_NAME).exists() && !dir.join(FAST_SUM).exists());
+    let names: Vec<String> = fs::read_dir(&dir)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(!names.iter().any(|n| n.ends_with(".partial")), "{names:?}");
+
+    // A truncated xz stream: an error, and no copy either.
+    let whole = compress(&rootfs_archive(), Compression::Xz);
+    let s = setup("rootfs.tar.xz", &whole[..whole.len() - 20]);
+    let dir = as_cache_entry(&s);
+    assert!(unpack(&s).is_err());
+    assert!(!dir.join(FAST_NAME).exists() && !dir.join(FAST_SUM).exists());
+}
+
+#[test]
+fn a_cache_entrys_exclude_list_is_applied() {
+    use super::download::cache::{
+        excludes_for, is_excluded, parse_excludes, write_excludes, EXCLUDES_NAME,
+    };
+    let patterns = parse_excludes("# devices\n./dev/sd*\n/run/\n\n../etc\n./usr/bin/s?\n");
+    assert_eq!(
+        patterns,
+        vec![
+            vec!["dev".to_string(), "sd*".to_string()],
+            vec!["run".to_string()],
+            vec!["usr".to_string(), "bin".to_string(), "s?".to_string()],
+        ]
+    );
+    let m = |p: &str| {
+        let parts: Vec<&[u8]> = p.split('/').map(str::as_bytes).collect();
+        is_excluded(&patterns, &parts)
+    };
+    assert!(m("dev/sda") && m("run/initctl") && m("run") && m("usr/bin/su"));
+    assert!(!m("dev/null") && !m("etc/passwd") && !m("usr/bin/sudo") && !m("runner"));
+
+    let s = setup(
+        "rootfs.tar.xz",
+        &compress(&rootfs_archive(), Compression::Xz),
+    );
+    // Outside a cache entry the list is not looked at.
+    fs::write(s.tarball.parent().unwrap().join(EXCLUDES_NAME), "etc\n").unwrap();
+    assert!(excludes_for(&s.tarball).is_empty());
+    let dir = as_cache_entry(&s);
+    write_excludes(&dir, &["./etc/passwd".into(), "ro/".into()]).unwrap();
+    let summary = unpack(&s).unwrap();
+    assert!(!s.rootfs.join("etc/passwd").exists());
+    // a hard link to an excluded file goes with it
+    assert!(!s.rootfs.join("etc/passwd-hard").exists());
+    assert!(!s.rootfs.join("ro").exists());
+    assert!(s.rootfs.join("usr/bin/su").is_file());
+    assert_eq!(summary.excluded, 3, "{summary:?}");
+    write_excludes(&dir, &[]).unwrap();
+    assert!(!dir.join(EXCLUDES_NAME).exists());
+}

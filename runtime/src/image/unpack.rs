@@ -8,6 +8,11 @@
 //! directory modes applied at the end (a 0555 directory must not block its own contents),
 //! and `trusted.*`/`security.*` xattrs skipped where the namespace may not set them.
 //!
+//! A compressed tarball is decoded on its own thread, ahead of the unpack, and read to its
+//! very end (so the format's own check is verified). A download cache entry's tarball
+//! (see [`super::download::cache`]) also gets its exclude list applied and, the first
+//! time, a fast zstd copy written from the decoded stream.
+//!
 //! Invariant: every path written is `dest` joined with a normalized relative path whose
 //! parent components were checked with `lstat` to be real directories (or created here);
 //! nothing else writes into `dest` while unpacking (the container is not running yet).
@@ -128,6 +133,8 @@ pub struct UnpackSummary {
     pub skipped_device_count: u64,
     /// How many `trusted.*`/`security.*` (or unsupported) xattrs could not be set.
     pub skipped_xattrs: u64,
+    /// How many entries the image's exclude list left out.
+    pub excluded: u64,
 }
 
 impl UnpackSummary {
@@ -182,16 +189,17 @@ pub fn unpack_tarball(
         source,
     })?;
     let file = io::BufReader::with_capacity(1 << 16, file);
-    let reader: Box<dyn Read> = match compression {
+    let open_err = |source| ImageError::Open {
+        path: tarball.into(),
+        source,
+    };
+    let decoder: Box<dyn Read + Send> = match compression {
         Compression::None => Box::new(file),
         Compression::Gzip => Box::new(flate2::read::MultiGzDecoder::new(file)),
         Compression::Xz => Box::new(liblzma::read::XzDecoder::new_multi_decoder(file)),
-        Compression::Zstd => Box::new(zstd::stream::read::Decoder::with_buffer(file).map_err(
-            |source| ImageError::Open {
-                path: tarball.into(),
-                source,
-            },
-        )?),
+        Compression::Zstd => {
+            Box::new(zstd::stream::read::Decoder::with_buffer(file).map_err(open_err)?)
+        }
     };
     tracing::debug!(?tarball, ?dest, ?compression, ?opts, "unpacking");
     let mut unpacker = Unpacker {
@@ -204,14 +212,52 @@ pub fn unpack_tarball(
         skipped_nodes: HashSet::new(),
         deferred_dirs: Vec::new(),
         last_entry: None,
+        excludes: super::download::cache::excludes_for(tarball),
+        buffer: Vec::new(),
+        umask: current_umask(),
     };
-    let mut archive = tar::Archive::new(reader);
-    let entries = archive
-        .entries()
-        .map_err(|source| unpacker.corrupt(None, source))?;
-    for entry in entries {
-        let entry = entry.map_err(|source| unpacker.corrupt(None, source))?;
-        unpacker.entry(entry)?;
+    if compression == Compression::None {
+        unpacker.archive(decoder)?;
+    } else {
+        // Decoding runs on its own thread, ahead of the unpack (which spends its time in
+        // syscalls); a cache entry's xz/gzip tarball is also teed into its fast copy.
+        let mut fast_copy = match compression {
+            Compression::Xz | Compression::Gzip => super::download::cache::FastCopy::plan(tarball),
+            _ => None,
+        };
+        std::thread::scope(|scope| -> Result<(), ImageError> {
+            let (data_tx, data_rx) = std::sync::mpsc::sync_channel(DECODED_CHUNKS_AHEAD);
+            let (copy_tx, encoder) = match fast_copy.as_mut().and_then(|c| c.take_file()) {
+                Some(file) => {
+                    let (tx, rx) = std::sync::mpsc::sync_channel(DECODED_CHUNKS_AHEAD);
+                    let encoder =
+                        scope.spawn(move || super::download::cache::FastCopy::encode(file, rx));
+                    (Some(tx), Some(encoder))
+                }
+                None => (None, None),
+            };
+            scope.spawn(move || decode_ahead(decoder, data_tx, copy_tx));
+            let result = unpacker.archive(ChunkReader {
+                chunks: data_rx,
+                current: None,
+                offset: 0,
+            });
+            // The decoder thread sees the receiver gone (on an error) and stops.
+            let copied = encoder.map(|e| e.join());
+            result?;
+            if let (Some(copy), Some(copied)) = (fast_copy.take(), copied) {
+                match copied {
+                    Ok(Ok(sum)) => {
+                        if let Err(e) = copy.commit(&sum) {
+                            tracing::warn!(%e, "cannot keep the fast copy of the rootfs");
+                        }
+                    }
+                    Ok(Err(e)) => tracing::warn!(%e, "no fast copy of the rootfs"),
+                    Err(_) => tracing::warn!("the fast copy's encoder panicked"),
+                }
+            }
+            Ok(())
+        })?;
     }
     unpacker.finish_dirs()?;
     if let Some(line) = unpacker.summary.skipped_devices_line() {
@@ -222,9 +268,107 @@ pub fn unpack_tarball(
         entries = unpacker.summary.entries,
         bytes = unpacker.summary.bytes,
         skipped_xattrs = unpacker.summary.skipped_xattrs,
+        excluded = unpacker.summary.excluded,
         "unpacked"
     );
     Ok(unpacker.summary)
+}
+
+/// How many decoded chunks the decoder thread may run ahead of the unpack.
+const DECODED_CHUNKS_AHEAD: usize = 8;
+/// The buffer through which file data is copied.
+const COPY_BUFFER: usize = 1 << 18;
+/// The size of a decoded chunk.
+const DECODED_CHUNK: usize = 1 << 20;
+
+/// What the decoder thread sends: data, a decoding error, or the clean end.
+enum Decoded {
+    Data(std::sync::Arc<[u8]>),
+    Failed(io::Error),
+    End,
+}
+
+/// The decoder thread: reads `decoder` to its end in chunks, sending each to the unpack
+/// (`data`) and, if given, to the fast copy's encoder (`copy`, `None` marks the clean
+/// end). Stops when the unpack is gone.
+fn decode_ahead(
+    mut decoder: Box<dyn Read + Send>,
+    data: std::sync::mpsc::SyncSender<Decoded>,
+    mut copy: Option<std::sync::mpsc::SyncSender<Option<std::sync::Arc<[u8]>>>>,
+) {
+    loop {
+        let mut chunk = vec![0u8; DECODED_CHUNK];
+        let mut filled = 0;
+        let mut failed = None;
+        while filled < chunk.len() {
+            match decoder.read(&mut chunk[filled..]) {
+                Ok(0) => break,
+                Ok(n) => filled += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    failed = Some(e);
+                    break;
+                }
+            }
+        }
+        if filled > 0 {
+            chunk.truncate(filled);
+            let chunk: std::sync::Arc<[u8]> = chunk.into();
+            if let Some(tx) = &copy {
+                if tx.send(Some(chunk.clone())).is_err() {
+                    copy = None;
+                }
+            }
+            if data.send(Decoded::Data(chunk)).is_err() {
+                return;
+            }
+        }
+        if let Some(e) = failed {
+            let _ = data.send(Decoded::Failed(e));
+            return;
+        }
+        if filled < DECODED_CHUNK {
+            if let Some(tx) = &copy {
+                let _ = tx.send(None);
+            }
+            let _ = data.send(Decoded::End);
+            return;
+        }
+    }
+}
+
+/// The unpack's side of [`decode_ahead`].
+struct ChunkReader {
+    chunks: std::sync::mpsc::Receiver<Decoded>,
+    current: Option<std::sync::Arc<[u8]>>,
+    offset: usize,
+}
+
+impl Read for ChunkReader {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        loop {
+            if let Some(chunk) = &self.current {
+                if self.offset < chunk.len() {
+                    let n = buf.len().min(chunk.len() - self.offset);
+                    buf[..n].copy_from_slice(&chunk[self.offset..self.offset + n]);
+                    self.offset += n;
+                    return Ok(n);
+                }
+            }
+            match self.chunks.recv() {
+                Ok(Decoded::Data(chunk)) => {
+                    self.current = Some(chunk);
+                    self.offset = 0;
+                }
+                Ok(Decoded::Failed(e)) => return Err(e),
+                Ok(Decoded::End) => {
+                    self.current = None;
+                    return Ok(0);
+                }
+                Err(_) => return Err(io::Error::other("the decoder stopped early")),
+            }
+        }
+    }
 }
 
 struct Unpacker<'a> {
@@ -242,6 +386,26 @@ struct Unpacker<'a> {
     deferred_dirs: Vec<(PathBuf, u32, Option<FileTime>)>,
     /// The last entry read, to say where a corrupt archive broke.
     last_entry: Option<String>,
+    /// Patterns of entries to leave out (a download cache entry's exclude list).
+    excludes: Vec<Vec<String>>,
+    /// The data copy buffer, reused from file to file.
+    buffer: Vec<u8>,
+    /// The process's umask (bits a file's mode at creation would lose).
+    umask: u32,
+}
+
+/// The process's umask, read from `/proc/self/status` (setting it to read it would race
+/// with other threads); 0o777 (always chmod) when it cannot be read.
+fn current_umask() -> u32 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|status| {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix("Umask:"))
+                .and_then(|v| u32::from_str_radix(v.trim(), 8).ok())
+        })
+        .unwrap_or(0o777)
 }
 
 /// Normalizes an entry path: leading and inner `.` dropped; absolute or `..` refused.
@@ -288,6 +452,22 @@ fn is_errno(err: &io::Error, codes: &[i32]) -> bool {
 }
 
 impl Unpacker<'_> {
+    /// Unpacks every entry of the tar stream `reader`, then reads it to its end (so that
+    /// the decoder checks the whole compressed stream, trailing check included).
+    fn archive<R: Read>(&mut self, reader: R) -> Result<(), ImageError> {
+        let mut archive = tar::Archive::new(reader);
+        let entries = archive
+            .entries()
+            .map_err(|source| self.corrupt(None, source))?;
+        for entry in entries {
+            let entry = entry.map_err(|source| self.corrupt(None, source))?;
+            self.entry(entry)?;
+        }
+        io::copy(&mut archive.into_inner(), &mut io::sink())
+            .map_err(|source| self.corrupt(None, source))?;
+        Ok(())
+    }
+
     fn corrupt(&self, entry: Option<&str>, source: io::Error) -> ImageError {
         ImageError::Corrupt {
             tarball: self.tarball.to_path_buf(),
@@ -323,6 +503,16 @@ impl Unpacker<'_> {
         self.last_entry = Some(name.clone());
         let rel = normalize(&raw).map_err(|why| self.unsafe_entry(&name, why.to_string()))?;
         let kind = entry.header().entry_type();
+        if !self.excludes.is_empty() {
+            let parts: Vec<&[u8]> = rel.iter().map(|c| c.as_bytes()).collect();
+            if super::download::cache::is_excluded(&self.excludes, &parts) {
+                tracing::debug!(entry = %name, "left out by the image's exclude list");
+                self.summary.excluded += 1;
+                // A hard link to it is left out too.
+                self.skipped_nodes.insert(rel);
+                return Ok(());
+            }
+        }
         if kind.is_character_special() || kind.is_block_special() {
             self.summary.skipped_device_count += 1;
             if self.summary.skipped_devices.len() < KEPT_DEVICE_NAMES {
@@ -455,14 +645,18 @@ impl Unpacker<'_> {
         name: &str,
     ) -> Result<(), ImageError> {
         let full = self.dest.join(rel);
-        match fs::symlink_metadata(&full) {
-            Ok(meta) if meta.is_dir() => {}
-            Ok(_) => {
-                fs::remove_file(&full).map_err(|e| self.write_err(name, &full, e))?;
-                fs::create_dir(&full).map_err(|e| self.write_err(name, &full, e))?;
-            }
-            Err(err) if err.kind() == io::ErrorKind::NotFound => {
-                fs::create_dir(&full).map_err(|e| self.write_err(name, &full, e))?;
+        // mkdir never follows a link; only when something is in the way is it examined.
+        match fs::create_dir(&full) {
+            Ok(()) => {}
+            Err(err) if err.kind() == io::ErrorKind::AlreadyExists => {
+                match fs::symlink_metadata(&full) {
+                    Ok(meta) if meta.is_dir() => {}
+                    Ok(_) => {
+                        fs::remove_file(&full).map_err(|e| self.write_err(name, &full, e))?;
+                        fs::create_dir(&full).map_err(|e| self.write_err(name, &full, e))?;
+                    }
+                    Err(err) => return Err(self.write_err(name, &full, err)),
+                }
             }
             Err(err) => return Err(self.write_err(name, &full, err)),
         }
@@ -486,28 +680,37 @@ impl Unpacker<'_> {
         name: &str,
         check_size: bool,
     ) -> Result<(), ImageError> {
-        let full = self.clear_for_nondir(rel, name)?;
         let header = entry.header().clone();
-        let mut file = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&full)
-            .map_err(|e| self.write_err(name, &full, e))?;
+        let mode = header.mode().unwrap_or(0o644) & 0o7777;
+        // Created with its final mode when that survives the umask and chown (no
+        // setuid/setgid/sticky bits), saving a chmod; 0600 and a chmod otherwise.
+        let mode_at_create = mode & 0o7000 == 0 && mode & self.umask == 0;
+        let create = |full: &Path| {
+            OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(if mode_at_create { mode } else { 0o600 })
+                .open(full)
+        };
+        // O_EXCL never follows a link; only when something is in the way is it examined.
+        let full = self.dest.join(rel);
+        let mut file = match create(&full) {
+            Ok(file) => {
+                self.nondirs.insert(rel.to_path_buf());
+                file
+            }
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                let full = self.clear_for_nondir(rel, name)?;
+                create(&full).map_err(|e| self.write_err(name, &full, e))?
+            }
+            Err(e) => return Err(self.write_err(name, &full, e)),
+        };
         let expected = entry.size();
-        let mut buffer = vec![0u8; 1 << 16];
-        let mut written: u64 = 0;
-        loop {
-            let n = match entry.read(&mut buffer) {
-                Ok(0) => break,
-                Ok(n) => n,
-                Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
-                Err(err) => return Err(self.corrupt(Some(name), err)),
-            };
-            file.write_all(&buffer[..n])
-                .map_err(|e| self.write_err(name, &full, e))?;
-            written += n as u64;
-        }
+        let mut buffer = std::mem::take(&mut self.buffer);
+        buffer.resize(COPY_BUFFER, 0);
+        let copied = self.copy_data(entry, &mut file, &mut buffer, name, &full);
+        self.buffer = buffer;
+        let written = copied?;
         if check_size && written != expected {
             return Err(ImageError::Truncated {
                 tarball: self.tarball.to_path_buf(),
@@ -521,10 +724,11 @@ impl Unpacker<'_> {
             std::os::unix::fs::fchown(&file, Some(owner.0), Some(owner.1))
                 .map_err(|e| self.chown_err(name, owner, e))?;
         }
-        // after chown, which clears setuid/setgid bits
-        let mode = header.mode().unwrap_or(0o644) & 0o7777;
-        file.set_permissions(fs::Permissions::from_mode(mode))
-            .map_err(|e| self.write_err(name, &full, e))?;
+        if !mode_at_create {
+            // after chown, which clears setuid/setgid bits
+            file.set_permissions(fs::Permissions::from_mode(mode))
+                .map_err(|e| self.write_err(name, &full, e))?;
+        }
         self.set_xattrs(entry, &full, name, Some(&file))?;
         if let Some(mtime) = mtime_of(&header) {
             let times = fs::FileTimes::new()
@@ -534,6 +738,29 @@ impl Unpacker<'_> {
                 .map_err(|e| self.write_err(name, &full, e))?;
         }
         Ok(())
+    }
+
+    /// Copies an entry's data into `file` through `buffer`; returns the bytes written.
+    fn copy_data<R: Read>(
+        &self,
+        entry: &mut tar::Entry<'_, R>,
+        file: &mut File,
+        buffer: &mut [u8],
+        name: &str,
+        full: &Path,
+    ) -> Result<u64, ImageError> {
+        let mut written: u64 = 0;
+        loop {
+            let n = match entry.read(buffer) {
+                Ok(0) => return Ok(written),
+                Ok(n) => n,
+                Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
+                Err(err) => return Err(self.corrupt(Some(name), err)),
+            };
+            file.write_all(&buffer[..n])
+                .map_err(|e| self.write_err(name, full, e))?;
+            written += n as u64;
+        }
     }
 
     fn symlink<R: Read>(
@@ -555,8 +782,18 @@ impl Unpacker<'_> {
                 ),
             ));
         }
-        let full = self.clear_for_nondir(rel, name)?;
-        std::os::unix::fs::symlink(&target, &full).map_err(|e| self.write_err(name, &full, e))?;
+        let full = self.dest.join(rel);
+        match std::os::unix::fs::symlink(&target, &full) {
+            Ok(()) => {
+                self.nondirs.insert(rel.to_path_buf());
+            }
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                self.clear_for_nondir(rel, name)?;
+                std::os::unix::fs::symlink(&target, &full)
+                    .map_err(|e| self.write_err(name, &full, e))?;
+            }
+            Err(e) => return Err(self.write_err(name, &full, e)),
+        }
         let header = entry.header().clone();
         if let Some(owner) = self.owner(&header, name)? {
             std::os::unix::fs::lchown(&full, Some(owner.0), Some(owner.1))

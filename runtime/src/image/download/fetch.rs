@@ -213,10 +213,8 @@ impl Client {
                 });
             }
         }
-        file.sync_all().map_err(|e| DownloadError::Io {
-            what: format!("cannot write {}", dest.display()),
-            source: e,
-        })?;
+        // No fsync: a file damaged by a crash fails its signature check (and a cached
+        // one its check before use) and is downloaded again.
         if !self.progress {
             eprintln!("Downloaded {label} ({})", human(start + got));
         }

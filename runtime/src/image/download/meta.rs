@@ -105,18 +105,26 @@ impl Meta {
     /// Lines for the user about parts of the image that ulxc does not apply.
     pub fn ignored_notes(&self) -> Vec<String> {
         let mut notes = Vec::new();
-        for (file, what) in [
-            (
-                "excludes",
-                "the image's `excludes` list was not applied; the whole rootfs was unpacked",
-            ),
-            ("fstab", "the image's `fstab` was not installed"),
-        ] {
+        for (file, what) in [("fstab", "the image's `fstab` was not installed")] {
             if self.relevant(file).is_some_and(|t| !t.trim().is_empty()) {
                 notes.push(what.to_string());
             }
         }
         notes
+    }
+
+    /// The lines of the image's exclude list (`excludes-user` over `excludes`, as LXC
+    /// picks it for an unprivileged user): paths left out of the unpack.
+    pub fn excludes(&self) -> Vec<String> {
+        self.relevant("excludes")
+            .map(|t| {
+                t.lines()
+                    .map(str::trim)
+                    .filter(|l| !l.is_empty() && !l.starts_with('#'))
+                    .map(str::to_string)
+                    .collect()
+            })
+            .unwrap_or_default()
     }
 
     /// The rootfs files (relative paths) in which LXC's variables are to be filled in.

@@ -4,8 +4,12 @@
 //! Everything here runs in the caller's own context, before a container directory
 //! exists: [`prepare`] reads the index, downloads the rootfs and `meta.tar.xz` with their
 //! `.asc` signatures into a partial cache entry, verifies both against the user's
-//! keyring and only then renames the entry into place (`build_id` inside it marks it
-//! complete). The container code then unpacks the verified tarball like `-t local`.
+//! keyring (and, when the image directory offers one, against its signed `SHA256SUMS`)
+//! and only then renames the entry into place (`build_id` inside it marks it complete).
+//! One process at a time works on an image's cache directory (`flock` on its `.lock`), so
+//! concurrent creates of one image share one download. The container code then unpacks
+//! the verified tarball like `-t local`; the first unpack also leaves a fast zstd copy
+//! and the image's exclude list is applied (see [`cache`]).
 //!
 //! Settings, first found wins: the template's flags; the environment
 //! (`ULXC_DOWNLOAD_SERVER`, `ULXC_DOWNLOAD_KEYRING`, `ULXC_DOWNLOAD_CA_FILE`);
@@ -13,6 +17,7 @@
 //! `ca_file = FILE`); the defaults (`images.linuxcontainers.org` over HTTPS,
 //! `$XDG_CONFIG_HOME/ulxc/trusted.asc`).
 
+pub mod cache;
 pub mod fetch;
 pub mod index;
 pub mod meta;
@@ -126,6 +131,14 @@ pub enum DownloadError {
     Unsigned {
         /// The signed file's URL.
         url: String,
+    },
+    /// A file does not match the SHA-256 the image's signed `SHA256SUMS` lists for it.
+    #[error("{file} does not match the image's SHA256SUMS ({why}); nothing was created, the download is discarded")]
+    Checksum {
+        /// The file.
+        file: PathBuf,
+        /// What differs.
+        why: String,
     },
     /// `meta.tar.xz` is unusable.
     #[error("image metadata {path}: {why}")]
@@ -464,10 +477,11 @@ pub fn prepare(req: &Request) -> Result<Image, DownloadError> {
         .join(release)
         .join(arch)
         .join(variant);
-    if req.flush_cache && variant_dir.exists() {
+    // One create at a time per image: a second one waits, then finds the cache ready.
+    let _lock = lock_image_dir(&variant_dir)?;
+    if req.flush_cache {
         eprintln!("Flushing the cache...");
-        std::fs::remove_dir_all(&variant_dir)
-            .map_err(io(format!("cannot remove {}", variant_dir.display())))?;
+        flush(&variant_dir)?;
     }
     let client = Client::new(&settings.server, settings.ca_file.as_deref())?;
     eprintln!("Downloading the image index");
@@ -523,6 +537,56 @@ pub fn prepare(req: &Request) -> Result<Image, DownloadError> {
     Ok(image)
 }
 
+/// The name of the lock file in an image's cache directory.
+pub const LOCK_FILE: &str = ".lock";
+
+/// Creates `variant_dir` and takes the exclusive `flock` on its [`LOCK_FILE`], waiting
+/// (with a line on stderr) while another process holds it. Released when dropped.
+fn lock_image_dir(variant_dir: &Path) -> Result<nix::fcntl::Flock<std::fs::File>, DownloadError> {
+    use nix::fcntl::{Flock, FlockArg};
+    std::fs::create_dir_all(variant_dir)
+        .map_err(io(format!("cannot create {}", variant_dir.display())))?;
+    let path = variant_dir.join(LOCK_FILE);
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(io(format!("cannot open the lock file {}", path.display())))?;
+    let lock_err = |errno: nix::errno::Errno| DownloadError::Io {
+        what: format!("cannot lock {}", path.display()),
+        source: errno.into(),
+    };
+    match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
+        Ok(lock) => Ok(lock),
+        Err((file, nix::errno::Errno::EWOULDBLOCK)) => {
+            eprintln!("Waiting for another create of the same image to fill the cache");
+            Flock::lock(file, FlockArg::LockExclusive).map_err(|(_, errno)| lock_err(errno))
+        }
+        Err((_, errno)) => Err(lock_err(errno)),
+    }
+}
+
+/// Empties an image's cache directory (`--flush-cache`), keeping its lock file.
+fn flush(variant_dir: &Path) -> Result<(), DownloadError> {
+    let read = std::fs::read_dir(variant_dir)
+        .map_err(io(format!("cannot read {}", variant_dir.display())))?;
+    for item in read {
+        let item = item.map_err(io(format!("cannot read {}", variant_dir.display())))?;
+        if item.file_name() == LOCK_FILE {
+            continue;
+        }
+        let path = item.path();
+        let removed = if item.file_type().is_ok_and(|t| t.is_dir()) {
+            std::fs::remove_dir_all(&path)
+        } else {
+            std::fs::remove_file(&path)
+        };
+        removed.map_err(io(format!("cannot remove {}", path.display())))?;
+    }
+    Ok(())
+}
+
 /// A complete, verified cache entry for `entry`, or `None`. An entry that fails its
 /// check is removed (with a warning) so that it is downloaded again.
 fn cached(
@@ -544,10 +608,15 @@ fn cached(
     else {
         return Ok(None);
     };
+    // The fast copy, checked against its recorded SHA-256, stands in for the signed
+    // tarball it was made from (see `cache`); without it the signature is checked again.
+    let fast = cache::fast_copy(dir);
     let check = || -> Result<Meta, DownloadError> {
         let meta_path = dir.join("meta.tar.xz");
         if let Some(k) = keyring {
-            k.verify_file(&rootfs, &asc(&rootfs))?;
+            if fast.is_none() {
+                k.verify_file(&rootfs, &asc(&rootfs))?;
+            }
             k.verify_file(&meta_path, &asc(&meta_path))?;
         }
         Meta::read(&meta_path)
@@ -566,10 +635,11 @@ fn cached(
                     return Ok(None);
                 }
             }
+            keep_excludes(dir, &meta)?;
             Ok(Some(Image {
                 entry: entry.clone(),
                 dir: dir.to_path_buf(),
-                rootfs,
+                rootfs: fast.unwrap_or(rootfs),
                 notes: meta.ignored_notes(),
                 meta,
                 from_cache: true,
@@ -620,6 +690,81 @@ fn newest_cached(
         }
     }
     Ok(None)
+}
+
+/// The optional list of SHA-256 sums in an image directory.
+pub const SUMS_NAME: &str = "SHA256SUMS";
+
+/// If the image directory offers `SHA256SUMS`, fetches it (and, with a keyring, checks its
+/// `.asc`) and checks each of `files` against it: each must be listed, with its sum.
+/// Without the file nothing is checked (it is optional, as in LXC's images).
+fn check_sums(
+    client: &Client,
+    server: &ServerUrl,
+    entry: &IndexEntry,
+    partial: &Path,
+    keyring: Option<&Keyring>,
+    files: &[&Path],
+) -> Result<(), DownloadError> {
+    let url = server.join(&format!("{}/{SUMS_NAME}", entry.path));
+    let sums_path = partial.join(SUMS_NAME);
+    let _ = std::fs::remove_file(&sums_path);
+    if !client.download(&url, &sums_path, SUMS_NAME)? {
+        tracing::debug!(url, "no SHA256SUMS offered");
+        return Ok(());
+    }
+    if let Some(k) = keyring {
+        let sig = asc(&sums_path);
+        let _ = std::fs::remove_file(&sig);
+        if !client.download(&format!("{url}.asc"), &sig, &format!("{SUMS_NAME}.asc"))? {
+            return Err(DownloadError::Unsigned { url });
+        }
+        k.verify_file(&sums_path, &sig)?;
+    }
+    let text = std::fs::read_to_string(&sums_path)
+        .map_err(io(format!("cannot read {}", sums_path.display())))?;
+    let listed = parse_sums(&text);
+    for file in files {
+        let name = file
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let bad = |why: String| DownloadError::Checksum {
+            file: file.to_path_buf(),
+            why,
+        };
+        let Some(expected) = listed.get(&name) else {
+            return Err(bad(format!("{SUMS_NAME} does not list {name}")));
+        };
+        let actual = std::fs::File::open(file)
+            .and_then(cache::sha256_hex)
+            .map_err(io(format!("cannot read {}", file.display())))?;
+        if &actual != expected {
+            return Err(bad(format!("SHA-256 {actual}, listed {expected}")));
+        }
+    }
+    Ok(())
+}
+
+/// `HEX  NAME` or `HEX *NAME` lines (sha256sum's format): name to lowercase hex sum.
+pub fn parse_sums(text: &str) -> std::collections::HashMap<String, String> {
+    text.lines()
+        .filter_map(|line| {
+            let (sum, name) = line.trim().split_once(char::is_whitespace)?;
+            let name = name.trim_start().trim_start_matches('*');
+            let name = name.rsplit('/').next().unwrap_or(name);
+            (sum.len() == 64 && sum.bytes().all(|b| b.is_ascii_hexdigit()))
+                .then(|| (name.to_string(), sum.to_ascii_lowercase()))
+        })
+        .collect()
+}
+
+/// Records the image's exclude list in the cache entry, where the unpack finds it.
+fn keep_excludes(dir: &Path, meta: &Meta) -> Result<(), DownloadError> {
+    cache::write_excludes(dir, &meta.excludes()).map_err(io(format!(
+        "cannot write {}",
+        dir.join(cache::EXCLUDES_NAME).display()
+    )))
 }
 
 fn asc(p: &Path) -> PathBuf {
@@ -683,6 +828,18 @@ fn download(
                 }
             }
         }
+        if let Err(e) = check_sums(
+            client,
+            server,
+            entry,
+            &partial,
+            keyring,
+            &[&rootfs, &meta_path],
+        ) {
+            // A bad file must not be resumed from next time.
+            let _ = std::fs::remove_dir_all(&partial);
+            return Err(e);
+        }
         let meta = Meta::read(&meta_path).inspect_err(|_| {
             let _ = std::fs::remove_dir_all(&partial);
         })?;
@@ -710,6 +867,7 @@ fn download(
         }
     }
     let rootfs = final_dir.join(rootfs.file_name().unwrap_or_default());
+    keep_excludes(&final_dir, &meta)?;
     Ok(Image {
         entry: entry.clone(),
         dir: final_dir,

@@ -200,7 +200,8 @@ fn meta_picks_lxcs_relevant_file() {
             .unwrap(),
         "hello web\n"
     );
-    assert_eq!(m.ignored_notes().len(), 1);
+    assert!(m.ignored_notes().is_empty());
+    assert_eq!(m.excludes(), vec!["dev/*".to_string()]);
     let p = meta_tarball(dir.path(), &[("create-message", "x")]);
     let err = Meta::read(&p).unwrap_err();
     assert!(err.to_string().contains("no `config`"), "{err}");
@@ -327,4 +328,17 @@ fn templates_are_filled_without_following_links() {
     )
     .unwrap_err();
     assert!(err.contains("leaves the rootfs"), "{err}");
+}
+
+#[test]
+fn sha256sums_lines_parse_like_sha256sum_writes_them() {
+    let a = "a".repeat(64);
+    let b = "B".repeat(64);
+    let sums = parse_sums(&format!(
+        "{a}  rootfs.tar.xz\n{b} *./meta.tar.xz\nnot a line\n{}  short\n",
+        "c".repeat(10)
+    ));
+    assert_eq!(sums.len(), 2, "{sums:?}");
+    assert_eq!(sums["rootfs.tar.xz"], a);
+    assert_eq!(sums["meta.tar.xz"], "b".repeat(64));
 }
