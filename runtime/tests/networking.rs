@@ -11,11 +11,11 @@
 mod common;
 
 use std::net::{IpAddr, Ipv4Addr};
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::path::Path;
+use std::process::Command;
 use std::time::Duration;
 
-use common::netns::TestNetns;
+use common::netns::{TestNetns, UlxcNetHost};
 use common::{env, eventually, fails, ok};
 
 const HELPER: &str = "/usr/local/libexec/ulxc/ulxc-user-nic";
@@ -27,10 +27,15 @@ const OBSERVER_PORT: u16 = 18080;
 /// "host" linked to "outside" (192.168.77.2 ↔ 192.168.77.1), host's default route there.
 fn host_and_outside() -> (TestNetns, TestNetns) {
     let host = TestNetns::new("host");
+    let outside = link_outside(&host);
+    (host, outside)
+}
+
+fn link_outside(host: &TestNetns) -> TestNetns {
     let outside = TestNetns::new("outside");
     host.link_to(&outside, Some("192.168.77.2/24"), Some("192.168.77.1/24"));
     host.default_route("192.168.77.1");
-    (host, outside)
+    outside
 }
 
 fn ip(ns: &TestNetns, args: &[&str]) -> String {
@@ -39,53 +44,7 @@ fn ip(ns: &TestNetns, args: &[&str]) -> String {
     ns.run(&full)
 }
 
-/// `ulxc-net` running inside `host` with its own settings and run directory; stopped on drop.
-struct HostNet {
-    netns: PathBuf,
-    dir: tempfile::TempDir,
-}
-
-impl HostNet {
-    fn start(host: &TestNetns) -> Self {
-        let dir = tempfile::Builder::new()
-            .prefix("ulxc-net-test")
-            .tempdir_in("/run")
-            .unwrap();
-        std::fs::write(
-            dir.path().join("lxc-net"),
-            "USE_LXC_BRIDGE=\"true\"\nLXC_BRIDGE=\"lxcbr0\"\nLXC_ADDR=\"10.0.3.1\"\nLXC_NETMASK=\"255.255.255.0\"\nLXC_NETWORK=\"10.0.3.0/24\"\nLXC_DHCP_RANGE=\"10.0.3.2,10.0.3.254\"\nLXC_DHCP_MAX=\"253\"\n",
-        )
-        .unwrap();
-        let net = HostNet {
-            netns: host.path(),
-            dir,
-        };
-        ok(&net.run("start"));
-        net
-    }
-
-    fn run(&self, verb: &str) -> Output {
-        let config = self.dir.path().join("lxc-net");
-        let run_dir = self.dir.path().join("run");
-        Command::new("nsenter")
-            .arg(format!("--net={}", self.netns.display()))
-            .arg("--")
-            .arg(env!("CARGO_BIN_EXE_ulxc-net"))
-            .arg("--config")
-            .arg(&config)
-            .arg("--run-dir")
-            .arg(&run_dir)
-            .arg(verb)
-            .output()
-            .expect("run ulxc-net")
-    }
-}
-
-impl Drop for HostNet {
-    fn drop(&mut self) {
-        let _ = self.run("stop");
-    }
-}
+const LXC_NET_SETTINGS: &str = "USE_LXC_BRIDGE=\"true\"\nLXC_BRIDGE=\"lxcbr0\"\nLXC_ADDR=\"10.0.3.1\"\nLXC_NETMASK=\"255.255.255.0\"\nLXC_NETWORK=\"10.0.3.0/24\"\nLXC_DHCP_RANGE=\"10.0.3.2,10.0.3.254\"\nLXC_DHCP_MAX=\"253\"\n";
 
 fn helper_installed() {
     use std::os::unix::fs::MetadataExt;
@@ -163,8 +122,10 @@ fn veth_on_the_host_bridge_gets_dhcp_and_reaches_out_through_nat() {
     helper_installed();
     let e = env();
     let lxc = e.lxcpath("veth");
-    let (host, outside) = host_and_outside();
-    let hostnet = HostNet::start(&host);
+    let hostnet = UlxcNetHost::new("host", LXC_NET_SETTINGS);
+    let host = &hostnet.ns;
+    let outside = link_outside(host);
+    hostnet.ok(&["start"]);
     let observer = outside.tcp_observer(OUTSIDE, OBSERVER_PORT);
     let ns = host.path();
     debian_container(
@@ -176,7 +137,7 @@ fn veth_on_the_host_bridge_gets_dhcp_and_reaches_out_through_nat() {
     ok(&e.ulxc_in_netns(&ns, &lxc.path, &["start", "-n", "web", "-d"]));
 
     // The host end is on the bridge, named after the container.
-    let on_bridge = ip(&host, &["-o", "link", "show", "master", "lxcbr0"]);
+    let on_bridge = ip(host, &["-o", "link", "show", "master", "lxcbr0"]);
     assert!(on_bridge.contains(": vweb-"), "bridge ports: {on_bridge}");
     let mine = ok(&e
         .command_in_netns(&ns, Path::new(HELPER))
@@ -253,7 +214,7 @@ fn veth_on_the_host_bridge_gets_dhcp_and_reaches_out_through_nat() {
         "the stopped container's nic to be released",
         Duration::from_secs(20),
         || {
-            let on_bridge = ip(&host, &["-o", "link", "show", "master", "lxcbr0"]);
+            let on_bridge = ip(host, &["-o", "link", "show", "master", "lxcbr0"]);
             (!helper_list().contains(" web ") && !on_bridge.contains("vweb-")).then_some(())
         },
     );
@@ -279,7 +240,6 @@ fn veth_on_the_host_bridge_gets_dhcp_and_reaches_out_through_nat() {
     );
     let state = ok(&e.ulxc_in_netns(&ns, &lxc.path, &["info", "-n", "web", "-s"]));
     assert!(state.contains("STOPPED"), "after the crash: {state}");
-    drop(hostnet);
 }
 
 fn usermode(kind: &str) {
