@@ -15,7 +15,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use common::netns::{TestNetns, UlxcNetHost};
+use common::netns::{TcpObserver, TestNetns, UlxcNetHost};
 use common::{env, eventually, fails, ok};
 
 const HELPER: &str = "/usr/local/libexec/ulxc/ulxc-user-nic";
@@ -107,6 +107,24 @@ fn fancy_ipv4(lxc: &Path, netns: &Path, name: &str) -> Vec<String> {
         .unwrap_or_default()
 }
 
+/// Connects from inside the container to the observer; returns the peers it saw.
+fn connect_and_observe(
+    lxc: &Path,
+    netns: &Path,
+    name: &str,
+    observer: &TcpObserver,
+) -> Vec<IpAddr> {
+    connect_from(lxc, netns, name, OBSERVER_PORT);
+    eventually(
+        "the connection at the server",
+        Duration::from_secs(10),
+        || {
+            let p = observer.peers();
+            (!p.is_empty()).then_some(p)
+        },
+    )
+}
+
 /// Connects from inside the container to the observer.
 fn connect_from(lxc: &Path, netns: &Path, name: &str, port: u16) {
     let script = format!("exec 3<>/dev/tcp/{OUTSIDE}/{port} && echo hello >&3");
@@ -159,6 +177,12 @@ fn veth_on_the_host_bridge_gets_dhcp_and_reaches_out_through_nat() {
         },
     );
     println!("container web got {v4:?} from dnsmasq on lxcbr0");
+    // `info -iH` prints the bare addresses, as `lxc-info -iH` does (scripts rely on it).
+    let bare = ok(&e.ulxc_in_netns(&ns, &lxc.path, &["info", "-n", "web", "-iH"]));
+    assert!(
+        bare.lines().all(|l| l.parse::<IpAddr>().is_ok()) && bare.contains(&v4[0]),
+        "info -iH: {bare:?}"
+    );
     let listing: serde_json::Value =
         serde_json::from_str(&ok(&e.ulxc_in_netns(&ns, &lxc.path, &["ls", "--json"]))).unwrap();
     let row = &listing["containers"][0];
@@ -185,15 +209,7 @@ fn veth_on_the_host_bridge_gets_dhcp_and_reaches_out_through_nat() {
     ));
     assert!(mac.trim().starts_with("00:16:3e:"), "eth0's MAC: {mac}");
 
-    connect_from(&lxc.path, &ns, "web", OBSERVER_PORT);
-    let peers = eventually(
-        "the connection at the server",
-        Duration::from_secs(10),
-        || {
-            let p = observer.peers();
-            (!p.is_empty()).then_some(p)
-        },
-    );
+    let peers = connect_and_observe(&lxc.path, &ns, "web", &observer);
     assert_eq!(
         peers,
         vec![IpAddr::V4(HOST_OUTSIDE)],
@@ -255,15 +271,7 @@ fn usermode(kind: &str) {
         (!v4.is_empty()).then_some(v4)
     });
     println!("{kind}: container got {v4:?}");
-    connect_from(&lxc.path, &ns, "um", OBSERVER_PORT);
-    let peers = eventually(
-        "the connection at the server",
-        Duration::from_secs(10),
-        || {
-            let p = observer.peers();
-            (!p.is_empty()).then_some(p)
-        },
-    );
+    let peers = connect_and_observe(&lxc.path, &ns, "um", &observer);
     assert_eq!(
         peers,
         vec![IpAddr::V4(HOST_OUTSIDE)],

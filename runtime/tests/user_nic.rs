@@ -154,10 +154,10 @@ impl Netns {
         link_names(&self.ip(&["-o", "link", "show"]))
     }
 
-    /// Runs the helper in this namespace as the test user.
-    fn helper<S: AsRef<OsStr>>(&self, args: &[S]) -> Output {
-        Command::new("nsenter")
-            .arg(format!("--net={}", self.path()))
+    /// The helper with `args`, in this namespace, as the test user.
+    fn helper_command<S: AsRef<OsStr>>(&self, args: &[S]) -> Command {
+        let mut cmd = Command::new("nsenter");
+        cmd.arg(format!("--net={}", self.path()))
             .args([
                 "setpriv",
                 "--reuid",
@@ -169,27 +169,18 @@ impl Netns {
             ])
             .arg(HELPER)
             .args(args)
-            .stdin(Stdio::null())
-            .output()
-            .expect("run the helper")
+            .stdin(Stdio::null());
+        cmd
+    }
+
+    /// Runs the helper in this namespace as the test user.
+    fn helper<S: AsRef<OsStr>>(&self, args: &[S]) -> Output {
+        self.helper_command(args).output().expect("run the helper")
     }
 
     /// Starts the helper in this namespace as the test user, without waiting.
     fn spawn_helper(&self, args: &[&str]) -> Child {
-        Command::new("nsenter")
-            .arg(format!("--net={}", self.path()))
-            .args([
-                "setpriv",
-                "--reuid",
-                USER,
-                "--regid",
-                USER,
-                "--init-groups",
-                "--",
-            ])
-            .arg(HELPER)
-            .args(args)
-            .stdin(Stdio::null())
+        self.helper_command(args)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()

@@ -144,18 +144,7 @@ impl Env {
     /// A command running `program` as the test user with a clean environment.
     pub fn command(&self, program: &Path) -> Command {
         let mut cmd = Command::new(program);
-        cmd.env_clear()
-            .env(
-                "PATH",
-                "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
-            )
-            .env("HOME", &self.home)
-            .env("USER", &self.user)
-            .env("LOGNAME", &self.user)
-            .current_dir(&self.home);
-        if let Ok(log) = std::env::var("ULXC_LOG") {
-            cmd.env("ULXC_LOG", log);
-        }
+        self.user_environment(&mut cmd);
         if self.switch {
             cmd.uid(self.uid).gid(self.gid);
         }
@@ -188,8 +177,15 @@ impl Env {
                 "--init-groups",
                 "--",
             ])
-            .arg(program)
-            .env_clear()
+            .arg(program);
+        self.user_environment(&mut cmd);
+        cmd
+    }
+
+    /// A clean environment of the test user's (PATH, HOME, USER, LOGNAME, and ULXC_LOG
+    /// when set), working in the user's home.
+    fn user_environment(&self, cmd: &mut Command) {
+        cmd.env_clear()
             .env(
                 "PATH",
                 "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
@@ -201,7 +197,6 @@ impl Env {
         if let Ok(log) = std::env::var("ULXC_LOG") {
             cmd.env("ULXC_LOG", log);
         }
-        cmd
     }
 
     /// Runs `ulxc SUBCOMMAND -P lxcpath ARGS...` as the test user inside `netns`.

@@ -244,17 +244,25 @@ fn info_cmd(a: cli::InfoArgs, caller: &Caller) -> Result<i32> {
             serde_json::to_string_pretty(&serde_json::json!({"version": 1, "info": i}))?
         )?;
     } else if a.state || a.pid || a.ips {
+        // As lxc-info: with -H (no humanize) the values alone, one a line, for scripts.
+        let mut line = |label: &str, value: &dyn std::fmt::Display| {
+            if a.raw {
+                writeln!(out, "{value}")
+            } else {
+                writeln!(out, "{label:<16}{value}")
+            }
+        };
         if a.state {
-            writeln!(out, "{:<16}{}", "State:", i.listing.state.as_str())?;
+            line("State:", &i.listing.state.as_str())?;
         }
         if a.pid {
             if let Some(pid) = i.listing.pid {
-                writeln!(out, "{:<16}{pid}", "PID:")?;
+                line("PID:", &pid)?;
             }
         }
         if a.ips {
             for ip in i.listing.ipv4.iter().chain(&i.listing.ipv6) {
-                writeln!(out, "{:<16}{ip}", "IP:")?;
+                line("IP:", ip)?;
             }
         }
     } else if a.raw {
