@@ -150,7 +150,8 @@ fn veth_on_the_host_bridge_gets_dhcp_and_reaches_out_through_nat() {
         &lxc.path,
         &ns,
         "web",
-        "lxc.net.0.type = veth\nlxc.net.0.link = lxcbr0\nlxc.net.0.flags = up\nlxc.net.0.hwaddr = 00:16:3e:xx:xx:xx\n",
+        // The walkthrough's own (legacy) spelling.
+        "lxc.network.type = veth\nlxc.network.link = lxcbr0\nlxc.network.flags = up\nlxc.network.hwaddr = 00:16:3e:xx:xx:xx\n",
     );
     ok(&e.ulxc_in_netns(&ns, &lxc.path, &["start", "-n", "web", "-d"]));
 
