@@ -348,7 +348,7 @@ fn dropped_capabilities_leave_the_bounding_set() {
 }
 
 #[test]
-fn veth_is_validated_and_refused_until_networking_exists() {
+fn veth_without_its_bridge_is_refused_clearly() {
     let e = env();
     let lxc = e.lxcpath("veth");
     let conf = lxc.path.join("veth.conf");
@@ -365,9 +365,12 @@ fn veth_is_validated_and_refused_until_networking_exists() {
             "busybox",
         ],
     ));
-    let err = fails(&e.ulxc_in(&lxc.path, &["start", "-n", "v", "-d"]));
+    // In a network namespace of the test's own without lxcbr0 (never the machine's: a
+    // host running lxc-net has an lxcbr0 there).
+    let netns = common::netns::TestNetns::new("no-bridge");
+    let err = fails(&e.ulxc_in_netns(&netns.path(), &lxc.path, &["start", "-n", "v", "-d"]));
     assert!(
-        err.contains("lxc.net.0.type = veth") && err.contains("not built yet"),
+        err.contains("ulxc-user-nic") && err.contains("bridge lxcbr0 does not exist"),
         "{err}"
     );
     let info = ok(&e.ulxc_in(&lxc.path, &["info", "-n", "v", "-s"]));
