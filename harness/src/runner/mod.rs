@@ -130,6 +130,8 @@ struct Run<'a> {
     vms: Vec<(String, Booted)>,
     /// Work directories of the VMs, removed at the end unless kept.
     work_dirs: Vec<PathBuf>,
+    /// The `[[vm.serve]]` servers on 127.0.0.1; they stop when the run ends.
+    servers: Vec<crate::serve::RunningServer>,
 }
 
 impl Run<'_> {
@@ -226,6 +228,7 @@ pub async fn run_keeping(
         },
         vms: Vec::new(),
         work_dirs: Vec::new(),
+        servers: Vec::new(),
     };
     let art_dir = opts
         .artifacts_root
@@ -325,6 +328,22 @@ async fn setup(run: &mut Run<'_>, accel: Accel, timeouts: vm::Timeouts) -> Resul
             .map_err(|e| infra("boot", format!("cannot create a VM work directory: {e}")))?
             .keep();
         run.work_dirs.push(work_dir.clone());
+        let mut guestfwds = Vec::new();
+        for serve in &req.serves {
+            let server = crate::serve::Server::bind(
+                &serve.dir,
+                std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
+                None,
+            )
+            .map_err(|e| infra("boot", format!("cannot serve {}: {e}", serve.dir.display())))?
+            .spawn();
+            tracing::info!(guest = %serve.guest, host = %server.addr(), dir = ?serve.dir, "serving a directory to the guest");
+            guestfwds.push(vm::GuestFwd {
+                guest_addr: serve.guest,
+                host: server.addr(),
+            });
+            run.servers.push(server);
+        }
         let spec = VmSpec {
             name: format!("{}-{}", run.scenario.name, req.name),
             disk_base: built.disk.clone(),
@@ -334,7 +353,7 @@ async fn setup(run: &mut Run<'_>, accel: Accel, timeouts: vm::Timeouts) -> Resul
             memory_mib: req.memory_mib,
             cpus: req.cpus,
             accel: Some(accel),
-            guestfwds: Vec::new(),
+            guestfwds,
             work_dir,
             ssh_private_key: built.ssh_private_key.clone(),
             snapshot_cache: Some(built.dir.join("snapshots").join(&kernel.name)),

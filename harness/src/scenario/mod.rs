@@ -102,6 +102,48 @@ pub struct VmReq {
     pub memory_mib: u32,
     /// Virtual CPUs.
     pub cpus: u32,
+    /// Directories the harness serves over HTTP on 127.0.0.1, reached from the guest
+    /// through a QEMU `guestfwd` at a fixed address (`[[vm.serve]]`).
+    pub serves: Vec<ServeReq>,
+}
+
+/// `[[vm.serve]]`: a directory served to the guest at `guest` (e.g. `10.0.2.100:80`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServeReq {
+    /// Guest-side address in QEMU's user network (10.0.2.0/24).
+    pub guest: std::net::SocketAddrV4,
+    /// The directory (relative paths are relative to the scenario file).
+    pub dir: PathBuf,
+}
+
+/// Checks one `[[vm.serve]]`: an address of QEMU's user network that is not the
+/// gateway (.2), the DNS server (.3) or the guest (.15), with a port; an existing directory.
+fn check_serve(scenario: &Path, raw: &RawServe) -> Result<ServeReq, String> {
+    let guest: std::net::SocketAddrV4 = raw.guest.parse().map_err(|_| {
+        format!(
+            "[[vm.serve]] guest = {:?} is not ADDRESS:PORT; use e.g. \"10.0.2.100:80\"",
+            raw.guest
+        )
+    })?;
+    let o = guest.ip().octets();
+    if o[..3] != [10, 0, 2] || matches!(o[3], 0 | 2 | 3 | 15 | 255) || guest.port() == 0 {
+        return Err(format!(
+            "[[vm.serve]] guest = {:?} must be an address of QEMU's user network 10.0.2.0/24 other than .2 (gateway), .3 (DNS) and .15 (the guest), with a port; use e.g. \"10.0.2.100:80\"",
+            raw.guest
+        ));
+    }
+    let dir = scenario
+        .parent()
+        .unwrap_or_else(|| Path::new("."))
+        .join(&raw.dir);
+    if !dir.is_dir() {
+        return Err(format!(
+            "[[vm.serve]] dir = {:?}: {} is not a directory",
+            raw.dir,
+            dir.display()
+        ));
+    }
+    Ok(ServeReq { guest, dir })
 }
 
 /// One step of a scenario.
@@ -425,6 +467,15 @@ struct RawVm {
     kernel: Option<String>,
     memory: Option<u32>,
     cpus: Option<u32>,
+    #[serde(default)]
+    serve: Vec<RawServe>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawServe {
+    guest: String,
+    dir: String,
 }
 
 #[derive(Deserialize)]
@@ -669,12 +720,27 @@ fn parse(src: &str, path: &Path, today: jiff::civil::Date) -> Result<Scenario, S
         if memory_mib < 128 || cpus == 0 {
             ck.err(line, "a VM needs memory >= 128 (MiB) and cpus >= 1");
         }
+        let mut serves = Vec::new();
+        for sv in v.serve {
+            match check_serve(path, &sv) {
+                Ok(req) if serves.iter().any(|o: &ServeReq| o.guest == req.guest) => ck.err(
+                    line,
+                    format!(
+                        "two [[vm.serve]] entries use {}; give each its own address",
+                        req.guest
+                    ),
+                ),
+                Ok(req) => serves.push(req),
+                Err(why) => ck.err(line, why),
+            }
+        }
         vms.push(VmReq {
             name,
             image: v.image,
             kernel: v.kernel,
             memory_mib,
             cpus,
+            serves,
         });
     }
     if vms.is_empty() {

@@ -363,3 +363,34 @@ fn shipped_scenarios_check() {
         }
     }
 }
+
+#[test]
+fn served_directories_are_checked() {
+    let vm = "name = \"x\"\n[[vm]]\nimage = \"bookworm\"\n";
+    let step = "[[step]]\nrun = \"true\"\n";
+    let ok = parse_ok(&format!(
+        "{vm}[[vm.serve]]\nguest = \"10.0.2.100:80\"\ndir = \"/tmp\"\n{step}"
+    ));
+    assert_eq!(ok.vms[0].serves.len(), 1);
+    assert_eq!(ok.vms[0].serves[0].guest.to_string(), "10.0.2.100:80");
+    for (guest, dir, expect) in [
+        ("10.0.2.100", "/tmp", "is not ADDRESS:PORT"),
+        ("10.0.2.2:80", "/tmp", "other than .2"),
+        ("192.168.1.1:80", "/tmp", "10.0.2.0/24"),
+        (
+            "10.0.2.100:80",
+            "/nonexistent-ulxc-dir",
+            "is not a directory",
+        ),
+    ] {
+        let e = parse_err(&format!(
+            "{vm}[[vm.serve]]\nguest = \"{guest}\"\ndir = \"{dir}\"\n{step}"
+        ));
+        assert!(e.starts_with("t.toml:2:"), "{guest} {dir}: {e}");
+        assert!(e.contains(expect), "{guest} {dir}: {e}");
+    }
+    let e = parse_err(&format!(
+        "{vm}[[vm.serve]]\nguest = \"10.0.2.100:80\"\ndir = \"/tmp\"\n[[vm.serve]]\nguest = \"10.0.2.100:80\"\ndir = \"/tmp\"\n{step}"
+    ));
+    assert!(e.contains("two [[vm.serve]] entries"), "{e}");
+}

@@ -45,13 +45,15 @@ pub fn kernel_cmdline(cmdline: &str) -> String {
 }
 
 /// The `-netdev user,...` value: restricted user networking, SSH forwarded from
-/// `127.0.0.1:ssh_port`, plus one `guestfwd` per entry.
+/// `127.0.0.1:ssh_port`, plus one `guestfwd` per entry. Each guest connection starts its
+/// own `busybox nc` to the host service (`-cmd:`): a `tcp:` target would be one chardev
+/// connection opened when QEMU starts, good for a single guest connection only.
 pub fn netdev_arg(ssh_port: u16, guestfwds: &[GuestFwd]) -> String {
     let mut s = format!("user,id=net0,restrict=on,hostfwd=tcp:127.0.0.1:{ssh_port}-:22");
     for fwd in guestfwds {
         let g: SocketAddrV4 = fwd.guest_addr;
         s.push_str(&format!(
-            ",guestfwd=tcp:{}:{}-tcp:{}:{}",
+            ",guestfwd=tcp:{}:{}-cmd:busybox nc {} {}",
             g.ip(),
             g.port(),
             fwd.host.ip(),
@@ -184,7 +186,7 @@ mod tests {
         assert!(args.iter().any(|a| a == "-nodefaults"));
         assert_eq!(
             value_of(&args, "-netdev"),
-            ["user,id=net0,restrict=on,hostfwd=tcp:127.0.0.1:2222-:22,guestfwd=tcp:10.0.2.100:80-tcp:127.0.0.1:8123"]
+            ["user,id=net0,restrict=on,hostfwd=tcp:127.0.0.1:2222-:22,guestfwd=tcp:10.0.2.100:80-cmd:busybox nc 127.0.0.1 8123"]
         );
         assert_eq!(
             value_of(&args, "-qmp"),
