@@ -255,8 +255,15 @@ fn veth_on_the_host_bridge_gets_dhcp_and_reaches_out_through_nat() {
         Duration::from_secs(20),
         || (!helper_list().contains(" web ")).then_some(()),
     );
-    let state = ok(&e.ulxc_in_netns(&ns, &lxc.path, &["info", "-n", "web", "-s"]));
-    assert!(state.contains("STOPPED"), "after the crash: {state}");
+    // The dying init may outlive its network namespace by a moment.
+    eventually(
+        "the crashed container to be STOPPED",
+        Duration::from_secs(20),
+        || {
+            let state = ok(&e.ulxc_in_netns(&ns, &lxc.path, &["info", "-n", "web", "-s"]));
+            state.contains("STOPPED").then_some(())
+        },
+    );
 }
 
 fn usermode(kind: &str) {

@@ -245,15 +245,23 @@ pub fn fork_with_pidfd() -> Result<Cloned, Errno> {
 
 /// Reads the start time (clock ticks since boot, field 22 of `/proc/PID/stat`) of a
 /// living process; with the pid it identifies a process across pid reuse. A zombie (an
-/// init whose parent died and nobody reaped yet) or a dying process gives `None`.
+/// init whose parent died and nobody reaped yet) or an exiting process (`PF_EXITING`,
+/// e.g. a pid namespace's init waiting for its children while its namespaces are already
+/// gone) gives `None`.
 pub fn process_start_time(pid: Pid) -> Option<u64> {
+    /// `PF_EXITING` in the flags field of `/proc/PID/stat` (include/linux/sched.h).
+    const PF_EXITING: u64 = 0x4;
     let stat = std::fs::read_to_string(format!("/proc/{}/stat", pid.as_raw())).ok()?;
     let after_comm = &stat[stat.rfind(')')? + 2..];
-    let mut fields = after_comm.split_whitespace();
-    if matches!(fields.next(), Some("Z" | "X" | "x")) {
+    let fields: Vec<&str> = after_comm.split_whitespace().collect();
+    if matches!(fields.first(), Some(&("Z" | "X" | "x"))) {
         return None;
     }
-    fields.nth(18)?.parse().ok()
+    let flags: u64 = fields.get(6)?.parse().ok()?;
+    if flags & PF_EXITING != 0 {
+        return None;
+    }
+    fields.get(19)?.parse().ok()
 }
 
 /// Whether the process `pid` exists (as seen from this pid namespace).
