@@ -587,3 +587,32 @@ fn run_dir_from_the_environment() {
     );
     host.assert_nothing("lxcbr0");
 }
+
+#[test]
+fn stop_keeps_a_created_bridge_that_still_has_ports() {
+    let host = NetHost::new("busy-bridge", "");
+    host.ok(&["start"]);
+    // A port on the bridge, as a running container's veth would be.
+    host.ns.run(&[
+        "ip", "link", "add", "vbusy0", "type", "veth", "peer", "name", "vbusy1",
+    ]);
+    host.ns
+        .run(&["ip", "link", "set", "vbusy0", "master", "lxcbr0"]);
+    let said = host.ok(&["stop"]);
+    assert!(
+        said.contains("bridge lxcbr0 kept") && said.contains("vbusy0"),
+        "{said}"
+    );
+    let link = host
+        .ns
+        .run(&["ip", "-o", "link", "show", "master", "lxcbr0"]);
+    assert!(link.contains("vbusy0"), "the port stays attached: {link}");
+    let addrs = host
+        .ns
+        .run(&["ip", "-4", "-o", "addr", "show", "dev", "lxcbr0"]);
+    assert!(!addrs.contains("10.0.3.1"), "the address goes: {addrs}");
+    assert_eq!(host.nft_masquerades(), 0);
+    // Once the port is gone, the bridge (no longer ulxc-net's) is left to the admin.
+    host.ns.run(&["ip", "link", "delete", "vbusy0"]);
+    host.ns.run(&["ip", "link", "delete", "lxcbr0"]);
+}

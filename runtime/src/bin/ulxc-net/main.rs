@@ -102,6 +102,12 @@ fn stop(run_dir: &std::path::Path) -> anyhow::Result<()> {
     if let Some(bridge) = report.kept_bridge {
         parts.push(format!("bridge {bridge} kept (it existed before start)"));
     }
+    if let Some((bridge, ports)) = report.busy_bridge {
+        parts.push(format!(
+            "bridge {bridge} kept without its address: {} still attached (stop those containers, then `ip link delete {bridge}`)",
+            ports.join(", ")
+        ));
+    }
     println!(
         "ulxc-net: {}: {}",
         if report.was_up { "down" } else { "was not up" },

@@ -39,6 +39,18 @@ pub struct BridgeState {
     pub addresses: Vec<String>,
 }
 
+/// The names of the interfaces attached to bridge `name` (its ports), e.g. the host ends
+/// of running containers' veths.
+pub fn ports(name: &str) -> Result<Vec<String>, ToolError> {
+    #[derive(Deserialize)]
+    struct Port {
+        ifname: String,
+    }
+    let out = tool::run("ip", &["-j", "link", "show", "master", name])?;
+    let ports: Vec<Port> = serde_json::from_str(&out).unwrap_or_default();
+    Ok(ports.into_iter().map(|p| p.ifname).collect())
+}
+
 /// Reads the interface `name`, `None` when there is none.
 pub fn inspect(name: &str) -> Result<Option<BridgeState>, ToolError> {
     let link = match tool::run("ip", &["-j", "-d", "link", "show", "dev", name]) {

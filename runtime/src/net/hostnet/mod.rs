@@ -10,8 +10,10 @@
 //!   is exactly one copy of each while up; a running dnsmasq of this run dir is kept.
 //!   A failing start undoes what it made and returns one error.
 //! - [`stop`] is idempotent: it stops the dnsmasq (verified by pid and command line),
-//!   removes the rules, and deletes the bridge only if `start` created it (a bridge
-//!   that existed before keeps everything but the address `start` added). The
+//!   removes the rules, and deletes the bridge only if `start` created it and nothing is
+//!   attached to it any more (like lxc-net: a bridge that existed before, or one that
+//!   running containers' veths still hang on, keeps everything but the address `start`
+//!   added). The
 //!   `net.ipv4.ip_forward` sysctl is left as it is: other services may rely on it.
 //! - [`status`] reports bridge, dnsmasq, leases, owned rules and every setting with the
 //!   file:line it came from.
@@ -369,6 +371,10 @@ pub struct StopReport {
     pub deleted_bridge: Option<String>,
     /// The bridge that was kept (it existed before `start`).
     pub kept_bridge: Option<String>,
+    /// A bridge `start` created but kept because interfaces are still attached to it
+    /// (running containers' veths), with their names; like lxc-net, it loses only its
+    /// address and is not deleted under them.
+    pub busy_bridge: Option<(String, Vec<String>)>,
 }
 
 /// Takes the network down (idempotent); see the module documentation.
@@ -403,19 +409,39 @@ fn stop_locked(run_dir: &Path) -> Result<StopReport, HostNetError> {
         let name = state.bridge.as_str();
         let found = bridge::inspect(name).map_err(step(format!("reading the bridge {name}")))?;
         if let Some(found) = found {
-            if state.created_bridge {
+            let ports = if state.created_bridge {
+                bridge::ports(name).map_err(step(format!("listing the ports of {name}")))?
+            } else {
+                Vec::new()
+            };
+            if state.created_bridge && ports.is_empty() {
                 bridge::delete(name).map_err(step(format!("deleting the bridge {name}")))?;
                 report.deleted_bridge = Some(name.to_string());
             } else {
-                for cidr in [&state.added_address, &state.added_ipv6_address]
-                    .into_iter()
-                    .flatten()
-                    .filter(|c| found.addresses.contains(c))
-                {
+                // A bridge `start` created got all its (non link-local) addresses from
+                // `start`; one that existed keeps all but the ones `start` recorded.
+                let ours: Vec<&String> = if state.created_bridge {
+                    found
+                        .addresses
+                        .iter()
+                        .filter(|c| !c.starts_with("fe80:"))
+                        .collect()
+                } else {
+                    [&state.added_address, &state.added_ipv6_address]
+                        .into_iter()
+                        .flatten()
+                        .filter(|c| found.addresses.contains(c))
+                        .collect()
+                };
+                for cidr in ours {
                     bridge::remove_address(name, cidr)
                         .map_err(step(format!("removing {cidr} from the bridge {name}")))?;
                 }
-                report.kept_bridge = Some(name.to_string());
+                if state.created_bridge {
+                    report.busy_bridge = Some((name.to_string(), ports));
+                } else {
+                    report.kept_bridge = Some(name.to_string());
+                }
             }
         }
     }
