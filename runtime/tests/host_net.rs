@@ -17,13 +17,48 @@ fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
+/// The IPv4 addresses of lxcbr0 in the host's namespace (`ip -4 -o addr show`).
+fn lxcbr0_ipv4(host: &NetHost) -> String {
+    host.ns
+        .run(&["ip", "-4", "-o", "addr", "show", "dev", "lxcbr0"])
+}
+
+/// Holds the UDP port `addr` inside `ns` until the returned guard is dropped.
+struct PortHolder {
+    release: Option<std::sync::mpsc::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Drop for PortHolder {
+    fn drop(&mut self) {
+        drop(self.release.take());
+        if let Some(t) = self.thread.take() {
+            t.join().unwrap();
+        }
+    }
+}
+
+fn hold_udp_port(ns: &TestNetns, addr: &'static str) -> PortHolder {
+    let (taken_tx, taken_rx) = std::sync::mpsc::channel();
+    let (release_tx, release_rx) = std::sync::mpsc::channel::<()>();
+    let thread = ns.in_thread(move || {
+        let socket = std::net::UdpSocket::bind(addr).unwrap_or_else(|e| panic!("bind {addr}: {e}"));
+        taken_tx.send(()).unwrap();
+        let _ = release_rx.recv();
+        drop(socket);
+    });
+    taken_rx.recv().unwrap();
+    PortHolder {
+        release: Some(release_tx),
+        thread: Some(thread),
+    }
+}
+
 #[test]
 fn start_is_idempotent_and_stop_undoes_everything() {
     let host = NetHost::new("idempotent", "");
     host.ok(&["start"]);
-    let addrs = host
-        .ns
-        .run(&["ip", "-4", "-o", "addr", "show", "dev", "lxcbr0"]);
+    let addrs = lxcbr0_ipv4(&host);
     assert!(addrs.contains("10.0.3.1/24"), "{addrs}");
     let link = host.ns.run(&["ip", "-o", "link", "show", "dev", "lxcbr0"]);
     assert!(link.contains(",UP"), "{link}");
@@ -67,9 +102,7 @@ fn start_is_idempotent_and_stop_undoes_everything() {
     // A changed address replaces the old one on the bridge.
     std::fs::write(&host.configs[0], "LXC_ADDR=10.0.3.5\n").unwrap();
     host.ok(&["start"]);
-    let addrs = host
-        .ns
-        .run(&["ip", "-4", "-o", "addr", "show", "dev", "lxcbr0"]);
+    let addrs = lxcbr0_ipv4(&host);
     assert!(
         addrs.contains("10.0.3.5/24") && !addrs.contains("10.0.3.1/24"),
         "{addrs}"
@@ -268,15 +301,7 @@ fn failed_dnsmasq_start_is_undone_and_a_site_bridge_is_kept() {
     host.ns
         .run(&["ip", "addr", "add", "10.0.3.1/24", "dev", "lxcbr0"]);
     host.ns.run(&["ip", "link", "set", "lxcbr0", "up"]);
-    let (taken_tx, taken_rx) = std::sync::mpsc::channel();
-    let (release_tx, release_rx) = std::sync::mpsc::channel::<()>();
-    let blocker = host.ns.in_thread(move || {
-        let socket = std::net::UdpSocket::bind("10.0.3.1:53").expect("bind 10.0.3.1:53");
-        taken_tx.send(()).unwrap();
-        let _ = release_rx.recv();
-        drop(socket);
-    });
-    taken_rx.recv().unwrap();
+    let blocker = hold_udp_port(&host.ns, "10.0.3.1:53");
 
     let out = host.ulxc_net(&["start"]);
     let err = stderr(&out);
@@ -288,13 +313,10 @@ fn failed_dnsmasq_start_is_undone_and_a_site_bridge_is_kept() {
         host.bridge_exists("lxcbr0"),
         "the site's bridge was deleted"
     );
-    let addrs = host
-        .ns
-        .run(&["ip", "-4", "-o", "addr", "show", "dev", "lxcbr0"]);
+    let addrs = lxcbr0_ipv4(&host);
     assert!(addrs.contains("10.0.3.1/24"), "{addrs}");
 
-    release_tx.send(()).unwrap();
-    blocker.join().unwrap();
+    drop(blocker);
     host.ok(&["start"]);
     let stopped = host.ok(&["stop"]);
     assert!(stopped.contains("bridge lxcbr0 kept"), "{stopped}");
@@ -302,9 +324,7 @@ fn failed_dnsmasq_start_is_undone_and_a_site_bridge_is_kept() {
         host.bridge_exists("lxcbr0"),
         "stop deleted the site's bridge"
     );
-    let addrs = host
-        .ns
-        .run(&["ip", "-4", "-o", "addr", "show", "dev", "lxcbr0"]);
+    let addrs = lxcbr0_ipv4(&host);
     assert!(
         addrs.contains("10.0.3.1/24"),
         "stop removed the site's own address: {addrs}"
@@ -316,19 +336,10 @@ fn failed_dnsmasq_start_is_undone_and_a_site_bridge_is_kept() {
 fn failed_dnsmasq_start_deletes_the_bridge_it_created() {
     let host = NetHost::new("dns-busy-new", "LXC_DHCP_PING=false\n");
     // Port 53 held on the wildcard address: dnsmasq cannot bind 10.0.3.1:53.
-    let (taken_tx, taken_rx) = std::sync::mpsc::channel();
-    let (release_tx, release_rx) = std::sync::mpsc::channel::<()>();
-    let blocker = host.ns.in_thread(move || {
-        let socket = std::net::UdpSocket::bind("0.0.0.0:53").expect("bind 0.0.0.0:53");
-        taken_tx.send(()).unwrap();
-        let _ = release_rx.recv();
-        drop(socket);
-    });
-    taken_rx.recv().unwrap();
+    let blocker = hold_udp_port(&host.ns, "0.0.0.0:53");
     let out = host.ulxc_net(&["start"]);
     let err = stderr(&out);
-    release_tx.send(()).unwrap();
-    blocker.join().unwrap();
+    drop(blocker);
     assert!(!out.status.success(), "start succeeded with port 53 taken");
     assert!(err.contains("dnsmasq did not start"), "{err}");
     assert_eq!(err.matches("error").count(), 1, "not one error: {err}");
@@ -607,9 +618,7 @@ fn stop_keeps_a_created_bridge_that_still_has_ports() {
         .ns
         .run(&["ip", "-o", "link", "show", "master", "lxcbr0"]);
     assert!(link.contains("vbusy0"), "the port stays attached: {link}");
-    let addrs = host
-        .ns
-        .run(&["ip", "-4", "-o", "addr", "show", "dev", "lxcbr0"]);
+    let addrs = lxcbr0_ipv4(&host);
     assert!(!addrs.contains("10.0.3.1"), "the address goes: {addrs}");
     assert_eq!(host.nft_masquerades(), 0);
     // Once the port is gone, the bridge (no longer ulxc-net's) is left to the admin.

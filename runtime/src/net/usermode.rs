@@ -43,17 +43,15 @@ impl Backend {
     }
 }
 
-/// Finds `program` in `$PATH` (or the usual system directories).
+/// Finds `program` in `$PATH`, else in /usr/bin or /usr/sbin (where Debian installs
+/// pasta and slirp4netns) for a caller with a minimal `$PATH`.
 fn find_program(program: &str) -> Option<PathBuf> {
-    let path = std::env::var("PATH")
-        .unwrap_or_else(|_| "/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin".to_string());
-    let found = path
-        .split(':')
-        .chain(["/usr/bin", "/usr/sbin"])
-        .filter(|d| !d.is_empty())
-        .map(|d| Path::new(d).join(program))
-        .find(|p| p.is_file());
-    found
+    crate::cgroup::find_in_path(program).or_else(|| {
+        ["/usr/bin", "/usr/sbin"]
+            .iter()
+            .map(|d| Path::new(d).join(program))
+            .find(|p| p.is_file())
+    })
 }
 
 /// The backend for a network of type `kind` (`usermode`: pasta, else slirp4netns).
